@@ -1,0 +1,3 @@
+from anomalousnet_cli.main import main
+
+main(prog_name="anomalousnet-batch")
