@@ -1,0 +1,322 @@
+"""Change points and segments from per-frame predictions (alpha(t), K(t), state(t)).
+
+AnomalousNet's last stage: the networks' per-frame outputs are smoothed, a sliding-window
+detector (ruptures ``Window``, L2 cost) finds where their mean changes, and each segment
+gets the median alpha, the median K and the most frequent state of its frames.
+
+* **Smoothing** (minimum dwell, 3 frames as in the paper): state runs shorter than
+  ``min_dwell`` are absorbed by their longer neighbour; alpha and log K go through a
+  running median of width ``2 * min_dwell - 1``, which removes excursions of fewer than
+  ``min_dwell`` frames and keeps steps where they are.
+* **Signal** for the detector, one row per frame: ``alpha``, ``log10(max(K, k_floor))``
+  and the state one-hot divided by sqrt(2) (so any switch of state is a jump of 1, not
+  3 for immobile -> directed), each times its weight.
+* **Detector**: ``ruptures.Window(width, custom_cost=CostL2Cumsum())`` scores every
+  frame by how much splitting the window there lowers the L2 cost; the score's peaks are
+  the candidate change points. ruptures' own ``CostL2`` recomputes a variance per call
+  (6 ms per 200-frame trajectory here); :class:`CostL2Cumsum` is the same cost from
+  cumulative sums (0.9 ms, same breakpoints). The signal is edge-padded by half a window
+  so change points near the ends can be found.
+* **Selection**: among the candidates, the subset minimising L2 cost + penalty x number
+  of change points (the criterion of ruptures' ``pen``), found exactly (see
+  :func:`_select` for why not ruptures' greedy stop); no segment shorter than ``min_dwell``.
+* **Penalty and width** defaults: chosen on simulated AnDi-2 trajectories, see
+  :data:`TUNING` and ``benchmarks/bench_infer.py --tune``.
+
+Entry points: :func:`segment_track` (one track's predictions -> segments; used by the
+AnDi submission writer) and :func:`segment_trajectories` (a whole shard, optionally over
+a Dask cluster).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+import numpy as np
+import ruptures as rpt
+from ruptures.base import BaseCost
+from scipy.ndimage import median_filter
+from scipy.signal import argrelmax
+
+from anomalousnet.store import Trajectories
+
+SEGMENT_COLUMNS = ("particle", "start", "end", "alpha", "K", "state")
+N_STATES = 4
+
+# How the defaults below were chosen (re-run: benchmarks/bench_infer.py --tune).
+TUNING = ("grid over penalty x width on simulated AnDi-2 trajectories (anomalousnet.simulate) predicted by the "
+          "default model; score = change-point F1 (match within 5 frames) minus segment alpha MAE")
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentOptions:
+    """Configuration of smoothing and change-point detection.
+
+    penalty: minimum drop of the L2 cost (sum of squared deviations of the signal, in
+        signal units^2 x frames) a change point must bring to be kept; larger -> fewer.
+    width: sliding-window width in frames (even; the detector compares its two halves).
+    min_dwell: shortest state run / segment, in frames (3 in the paper).
+    weights: multipliers of the alpha, log10 K and state columns of the signal.
+    k_floor: K values below it (immobile particles) count as k_floor in log10 K.
+    """
+
+    penalty: float = 2.0
+    width: int = 10
+    min_dwell: int = 3
+    weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    k_floor: float = 1e-3
+
+    def __post_init__(self):
+        if not self.penalty > 0:
+            raise ValueError(f"penalty must be > 0, got {self.penalty}")
+        if self.width < 2:
+            raise ValueError(f"window width must be >= 2 frames, got {self.width}")
+        if self.min_dwell < 1:
+            raise ValueError(f"min_dwell must be >= 1 frame, got {self.min_dwell}")
+
+
+class CostL2Cumsum(BaseCost):
+    """ruptures' L2 cost (sum of squared deviations from the segment mean) in O(1) per
+    segment from cumulative sums; a drop-in ``custom_cost`` for ruptures estimators."""
+
+    model = "l2_cumsum"
+
+    def __init__(self):
+        self.signal = None
+        self.min_size = 1
+
+    def fit(self, signal) -> "CostL2Cumsum":
+        signal = np.asarray(signal, dtype=np.float64)
+        self.signal = signal.reshape(-1, 1) if signal.ndim == 1 else signal
+        zero = np.zeros((1, self.signal.shape[1]))
+        self._s1 = np.concatenate([zero, np.cumsum(self.signal, axis=0)])
+        self._s2 = np.concatenate([[0.0], np.cumsum((self.signal ** 2).sum(axis=1))])
+        return self
+
+    def error(self, start, end) -> float:
+        if end - start < self.min_size:
+            from ruptures.costs import NotEnoughPoints
+
+            raise NotEnoughPoints
+        d = self._s1[end] - self._s1[start]
+        # max(.., 0): cancellation can leave a tiny negative number for a constant segment
+        return max(float(self._s2[end] - self._s2[start] - d @ d / (end - start)), 0.0)
+
+
+def smooth_state(state: np.ndarray, min_dwell: int = 3) -> np.ndarray:
+    """Absorb state runs shorter than ``min_dwell`` into the longer neighbouring run
+    (shortest first), until every run is at least ``min_dwell`` long or one run is left."""
+    state = np.asarray(state).astype(np.int8, copy=True)
+    if len(state) == 0 or min_dwell <= 1:
+        return state
+    change = np.flatnonzero(np.diff(state)) + 1
+    starts = list(np.r_[0, change])
+    values = [int(state[s]) for s in starts]
+    lengths = list(np.diff(np.r_[starts, len(state)]))
+    while len(lengths) > 1:
+        i = int(np.argmin(lengths))
+        if lengths[i] >= min_dwell:
+            break
+        left = lengths[i - 1] if i > 0 else -1
+        right = lengths[i + 1] if i + 1 < len(lengths) else -1
+        j = i - 1 if left >= right else i + 1  # merge into the longer neighbour (left on ties)
+        lengths[j] += lengths[i]
+        del lengths[i], values[i]
+        # neighbours of equal value left and right now join into one run
+        k = min(i, j)
+        if 0 < k < len(values) and values[k - 1] == values[k]:
+            lengths[k - 1] += lengths[k]
+            del lengths[k], values[k]
+        elif k + 1 < len(values) and values[k] == values[k + 1]:
+            lengths[k] += lengths[k + 1]
+            del lengths[k + 1], values[k + 1]
+    return np.repeat(np.array(values, dtype=np.int8), lengths)
+
+
+def smooth(alpha: np.ndarray, K: np.ndarray, state: np.ndarray, options: SegmentOptions = SegmentOptions()
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Smoothed (alpha, log10 K, state) of one track; see the module docstring."""
+    size = 2 * options.min_dwell - 1
+    logk = np.log10(np.maximum(np.asarray(K, dtype=np.float64), options.k_floor))
+    alpha = np.asarray(alpha, dtype=np.float64)
+    if size > 1 and len(alpha) > 1:
+        alpha = median_filter(alpha, size=size, mode="nearest")
+        logk = median_filter(logk, size=size, mode="nearest")
+    return alpha, logk, smooth_state(state, options.min_dwell)
+
+
+def detector_signal(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
+                    options: SegmentOptions = SegmentOptions()) -> np.ndarray:
+    """The (n_frames, 2 + N_STATES) signal the detector runs on (smoothed and weighted)."""
+    a, logk, s = smooth(alpha, K, state, options)
+    wa, wk, ws = options.weights
+    onehot = np.zeros((len(s), N_STATES))
+    onehot[np.arange(len(s)), np.clip(s, 0, N_STATES - 1)] = ws / np.sqrt(2.0)
+    return np.column_stack([wa * a, wk * logk, onehot])
+
+
+def change_points(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
+                  options: SegmentOptions = SegmentOptions()) -> np.ndarray:
+    """Change points of one track: sorted frame indices c (0 < c < n), the first frame of
+    each new segment, at least ``min_dwell`` frames from each other and from the ends."""
+    n = len(alpha)
+    if n < 2 * options.min_dwell:
+        return np.zeros(0, dtype=np.int64)
+    signal = detector_signal(alpha, K, state, options)
+    half = max(options.width // 2, 1)
+    padded = np.pad(signal, ((half, half), (0, 0)), mode="edge")
+    detector = rpt.Window(width=2 * half, custom_cost=CostL2Cumsum(), min_size=options.min_dwell, jump=1)
+    detector.fit(padded)
+    # Candidates: the window score's peaks, found as ruptures' Window._seg finds them.
+    order = max(max(2 * half, 2 * options.min_dwell) // 2, 1)
+    peaks = argrelmax(detector.score, order=order, mode="wrap")[0]
+    peaks = peaks[detector.score[peaks] > 0]
+    cands = detector.inds[peaks] - half
+    cands = np.unique(cands[(cands >= options.min_dwell) & (cands <= n - options.min_dwell)])
+    return _select(CostL2Cumsum().fit(signal), n, cands, options.penalty, options.min_dwell)
+
+
+def _select(cost: CostL2Cumsum, n: int, cands: np.ndarray, penalty: float, min_dwell: int) -> np.ndarray:
+    """The subset of candidate change points minimising (L2 cost + penalty x number of
+    change points), exactly, by dynamic programming over the candidates.
+
+    ruptures' ``Window.predict(pen=...)`` instead adds peaks greedily, highest first, and
+    stops at the first one whose gain is below the penalty: with alternating segments
+    (slow, fast, slow) no single change point pays off alone and it finds none.
+    """
+    pos = np.r_[0, cands, n].astype(np.int64)
+    best = np.full(len(pos), np.inf)
+    prev = np.zeros(len(pos), dtype=np.int64)
+    best[0] = 0.0
+    s1, s2 = cost._s1, cost._s2
+    for j in range(1, len(pos)):
+        i = np.flatnonzero(pos[j] - pos[:j] >= min_dwell)
+        if not len(i):
+            continue
+        length = (pos[j] - pos[i])[:, None]
+        d = s1[pos[j]] - s1[pos[i]]
+        seg = np.maximum(s2[pos[j]] - s2[pos[i]] - (d * d).sum(axis=1) / length[:, 0], 0.0)
+        total = best[i] + seg + penalty
+        k = int(np.argmin(total))
+        best[j], prev[j] = total[k], i[k]
+    out, j = [], len(pos) - 1
+    while j > 0:
+        j = int(prev[j])
+        if j > 0:
+            out.append(int(pos[j]))
+    return np.array(sorted(out), dtype=np.int64)
+
+
+def _mode(values: np.ndarray) -> int:
+    counts = np.bincount(np.clip(values, 0, N_STATES - 1).astype(np.int64), minlength=N_STATES)
+    return int(np.argmax(counts))  # ties -> the lower state number, deterministic
+
+
+def segment_track(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
+                  options: SegmentOptions = SegmentOptions()) -> dict[str, np.ndarray]:
+    """One track's per-frame predictions -> its segments.
+
+    Returns columns ``start``, ``end`` (int64, frame indices within the track, end
+    exclusive; contiguous, first start 0, last end ``len(alpha)``), ``alpha`` (median of
+    the predictions in the segment), ``K`` (median), ``state`` (int8, most frequent
+    smoothed state). Works for any length >= 1. Raises ValueError for unequal lengths.
+    """
+    alpha, K, state = np.asarray(alpha), np.asarray(K), np.asarray(state)
+    n = len(alpha)
+    if not (len(K) == n == len(state)) or n == 0:
+        raise ValueError(f"alpha, K and state must have one equal length >= 1, got {len(alpha)}, {len(K)}, "
+                         f"{len(state)}")
+    cps = change_points(alpha, K, state, options)
+    bounds = np.r_[0, cps, n].astype(np.int64)
+    smoothed_state = smooth_state(state, options.min_dwell)
+    seg_alpha, seg_k, seg_state = [], [], []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        seg_alpha.append(np.median(alpha[a:b]))
+        seg_k.append(np.median(K[a:b]))
+        seg_state.append(_mode(smoothed_state[a:b]))
+    return {"start": bounds[:-1], "end": bounds[1:], "alpha": np.array(seg_alpha, dtype=np.float32),
+            "K": np.array(seg_k, dtype=np.float32), "state": np.array(seg_state, dtype=np.int8)}
+
+
+def _segment_block(block: Mapping[str, np.ndarray], options: SegmentOptions) -> dict[str, np.ndarray]:
+    """Segments of the tracks in one block (CSR arrays); runs on a Dask worker."""
+    offsets, particle = block["offsets"], block["particle"]
+    parts = []
+    for i in range(len(offsets) - 1):
+        a, b = offsets[i], offsets[i + 1]
+        seg = segment_track(block["pred_alpha"][a:b], block["pred_K"][a:b], block["pred_state"][a:b], options)
+        seg["particle"] = np.full(len(seg["start"]), particle[i], dtype=np.int64)
+        parts.append(seg)
+    return concat_segments(parts)
+
+
+def empty_segments() -> dict[str, np.ndarray]:
+    return {"particle": np.zeros(0, np.int64), "start": np.zeros(0, np.int64), "end": np.zeros(0, np.int64),
+            "alpha": np.zeros(0, np.float32), "K": np.zeros(0, np.float32), "state": np.zeros(0, np.int8)}
+
+
+def concat_segments(parts: list[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    if not parts:
+        return empty_segments()
+    return {c: np.concatenate([p[c] for p in parts]) for c in SEGMENT_COLUMNS}
+
+
+def _blocks(traj: Trajectories, tracks_per_block: int) -> list[dict[str, np.ndarray]]:
+    blocks = []
+    for first in range(0, traj.n_tracks, tracks_per_block):
+        last = min(first + tracks_per_block, traj.n_tracks)
+        a, b = traj.offsets[first], traj.offsets[last]
+        block = {name: np.asarray(traj.points[name][a:b]) for name in ("pred_alpha", "pred_K", "pred_state")}
+        block["offsets"] = traj.offsets[first:last + 1] - a
+        block["particle"] = np.asarray(traj.tracks["particle"][first:last])
+        blocks.append(block)
+    return blocks
+
+
+def segment_trajectories(traj: Trajectories, options: SegmentOptions = SegmentOptions(), client=None,
+                         tracks_per_block: int = 500, progress: bool = False) -> dict[str, np.ndarray]:
+    """Segments of every track of ``traj`` (which must hold ``pred_alpha``, ``pred_K``,
+    ``pred_state``), as a table with columns :data:`SEGMENT_COLUMNS`, in track order.
+
+    With a ``distributed.Client``, blocks of ``tracks_per_block`` tracks run as Dask tasks;
+    without one, in this process. Raises KeyError naming a missing prediction column.
+    """
+    for name in ("pred_alpha", "pred_K", "pred_state"):
+        if name not in traj.points:
+            raise KeyError(f"points/{name} is missing: run prediction first (anomalousnet-batch infer)")
+    blocks = _blocks(traj, tracks_per_block)
+    if client is None:
+        return concat_segments([_segment_block(b, options) for b in blocks])
+    from anomalousnet.parallel import map_as_completed
+
+    results: dict[int, dict] = {}
+    indexed = list(enumerate(blocks))
+    for (i, _), result in map_as_completed(client, _segment_indexed, indexed, desc="segment", progress=progress,
+                                           options=options):
+        if isinstance(result, BaseException):
+            raise result
+        results[i] = result
+    return concat_segments([results[i] for i in range(len(blocks))])
+
+
+def _segment_indexed(item, options: SegmentOptions):
+    return _segment_block(item[1], options)
+
+
+def check_coverage(segments: Mapping[str, np.ndarray], traj: Trajectories) -> None:
+    """Raise ValueError unless the segments cover every track exactly: per track, sorted,
+    contiguous, first start 0, last end the track's length, no gaps or overlaps."""
+    particle = np.asarray(segments["particle"])
+    start, end = np.asarray(segments["start"]), np.asarray(segments["end"])
+    pos = 0
+    for pid, length in zip(traj.tracks["particle"], traj.lengths):
+        expect = 0
+        while pos < len(particle) and particle[pos] == pid:
+            if start[pos] != expect or end[pos] <= start[pos]:
+                raise ValueError(f"particle {pid}: segment [{start[pos]}, {end[pos]}) does not continue at {expect}")
+            expect = end[pos]
+            pos += 1
+        if expect != length:
+            raise ValueError(f"particle {pid}: segments end at {expect}, track has {length} frames")
+    if pos != len(particle):
+        raise ValueError(f"segment row {pos} (particle {particle[pos]}) belongs to no track, or tracks are out of order")

@@ -1,0 +1,157 @@
+"""Change points and segments from per-frame predictions: known change points are found
+within 2 frames, smoothing removes short excursions, segments cover tracks exactly."""
+import numpy as np
+import pytest
+import ruptures as rpt
+
+from anomalousnet import changepoints as cp
+from anomalousnet.store import Trajectories
+
+
+def piecewise(n, cps, alphas, ks, states, rng, noise=0.1, flip=0.05):
+    """Per-frame predictions with known change points: constant values per segment plus
+    noise on alpha and log K and a share ``flip`` of single-frame state errors."""
+    bounds = np.r_[0, np.asarray(cps, dtype=np.int64), n].astype(np.int64)
+    lens = np.diff(bounds)
+    alpha = np.repeat(alphas, lens) + rng.normal(0, noise, n)
+    K = np.repeat(ks, lens) * np.exp(rng.normal(0, noise, n))
+    state = np.repeat(states, lens).astype(np.int8)
+    wrong = rng.random(n) < flip
+    state[wrong] = rng.integers(0, 4, wrong.sum())
+    return alpha.astype(np.float32), K.astype(np.float32), state
+
+
+CASES = [  # (length, change points, alphas, Ks, states)
+    (200, [80], [0.5, 1.4], [0.5, 0.5], [2, 2]),  # alpha only
+    (200, [60, 140], [1.0, 1.0, 1.0], [0.1, 1.0, 0.1], [2, 2, 2]),  # K only
+    (150, [50, 100], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [2, 1, 2]),  # state only
+    (200, [30, 90, 150], [0.3, 1.2, 0.7, 1.8], [1.0, 0.3, 3.0, 1.0], [1, 2, 1, 3]),
+    (100, [5], [1.5, 0.5], [1.0, 1.0], [2, 2]),  # near the start
+    (100, [94], [0.5, 1.5], [1.0, 1.0], [2, 2]),  # near the end
+    (60, [20, 40], [0.2, 1.0, 0.2], [0.05, 1.0, 0.05], [1, 2, 1]),
+]
+
+
+@pytest.mark.parametrize("n,cps,alphas,ks,states", CASES)
+def test_known_change_points_found_within_two_frames(n, cps, alphas, ks, states):
+    rng = np.random.default_rng(n + len(cps))
+    for repeat in range(5):
+        found = cp.change_points(*piecewise(n, cps, alphas, ks, states, rng))
+        assert len(found) == len(cps), (repeat, found.tolist(), cps)
+        assert np.max(np.abs(found - np.array(cps))) <= 2, (repeat, found.tolist(), cps)
+
+
+def test_many_random_tracks_recall_and_precision():
+    rng = np.random.default_rng(7)
+    hits = total = spurious = 0
+    for _ in range(150):
+        n = int(rng.integers(50, 201))
+        k = int(rng.integers(0, 4))
+        cps = np.sort(rng.choice(np.arange(12, n - 12, 12), min(k, (n - 24) // 12), replace=False))
+        alphas = 0.2 + 1.6 * (np.arange(len(cps) + 1) % 2) + rng.uniform(-0.1, 0.1, len(cps) + 1)
+        found = cp.change_points(*piecewise(n, cps, alphas, np.ones(len(cps) + 1), np.full(len(cps) + 1, 2), rng))
+        total += len(cps)
+        hits += sum(np.any(np.abs(found - c) <= 2) for c in cps)
+        spurious += sum(not np.any(np.abs(cps - f) <= 2) for f in found)
+    assert hits / total >= 0.97 and spurious <= 0.03 * total, (hits, total, spurious)
+
+
+def test_constant_noisy_predictions_have_no_change_point():
+    rng = np.random.default_rng(3)
+    for n in (20, 200, 1000):
+        a, K, s = piecewise(n, [], [1.0], [0.5], [2], rng, noise=0.15)
+        assert cp.change_points(a, K, s).size == 0
+
+
+def test_smoothing_removes_excursions_shorter_than_min_dwell():
+    state = np.array([2] * 10 + [1] + [2] * 10 + [3, 3] + [2] * 10 + [0, 0, 0] + [2] * 10, dtype=np.int8)
+    out = cp.smooth_state(state, 3)
+    expected = np.array([2] * 33 + [0, 0, 0] + [2] * 10, dtype=np.int8)  # 1- and 2-frame runs gone, 3 kept
+    assert out.tolist() == expected.tolist()
+    alpha = np.ones(40)
+    alpha[10] = 5.0
+    alpha[20:22] = -3.0
+    a, logk, _ = cp.smooth(alpha, np.ones(40), np.full(40, 2), cp.SegmentOptions())
+    assert np.allclose(a, 1.0) and np.allclose(logk, 0.0)
+    # a step (a real change) survives smoothing where it is
+    step = np.r_[np.zeros(20), np.ones(20)]
+    assert np.array_equal(cp.smooth(step, np.ones(40), np.full(40, 2))[0], step)
+
+
+def test_short_state_run_merges_into_longer_neighbour():
+    assert cp.smooth_state(np.array([1, 1, 1, 1, 0, 2, 2, 2, 2, 2, 2]), 3).tolist() == [1] * 4 + [2] * 7
+    assert cp.smooth_state(np.array([3, 3]), 3).tolist() == [3, 3]  # one run is left alone
+    assert cp.smooth_state(np.array([1, 2, 1, 1, 1, 2, 2, 2, 1, 2, 2, 2]), 3).tolist() == [1] * 5 + [2] * 7
+
+
+def test_segments_cover_the_track_with_median_values_and_majority_state():
+    rng = np.random.default_rng(0)
+    a, K, s = piecewise(200, [80], [0.5, 1.4], [0.2, 2.0], [1, 2], rng, noise=0.05, flip=0.0)
+    seg = cp.segment_track(a, K, s)
+    assert seg["start"].tolist() == [0, 80] and seg["end"].tolist() == [80, 200]
+    assert seg["alpha"] == pytest.approx([np.median(a[:80]), np.median(a[80:])])
+    assert seg["K"] == pytest.approx([np.median(K[:80]), np.median(K[80:])], rel=1e-6)
+    assert seg["state"].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 6, 7, 13])
+def test_short_tracks_are_one_segment_or_covered_exactly(n):
+    rng = np.random.default_rng(n)
+    seg = cp.segment_track(rng.uniform(0, 2, n), rng.uniform(0.1, 1, n), rng.integers(0, 4, n))
+    assert seg["start"][0] == 0 and seg["end"][-1] == n
+    assert np.array_equal(seg["start"][1:], seg["end"][:-1])
+    assert np.all(seg["end"] - seg["start"] >= min(3, n))
+
+
+def test_unequal_lengths_are_rejected():
+    with pytest.raises(ValueError, match="equal length"):
+        cp.segment_track(np.ones(5), np.ones(4), np.ones(5))
+
+
+def test_cumsum_cost_equals_ruptures_l2_and_gives_the_same_breakpoints():
+    rng = np.random.default_rng(5)
+    signal = np.concatenate([rng.normal(0, 1, (70, 3)), rng.normal(2, 1, (60, 3)), rng.normal(-1, 1, (70, 3))])
+    fast, ref = cp.CostL2Cumsum().fit(signal), rpt.costs.CostL2().fit(signal)
+    for a, b in [(0, 200), (3, 17), (50, 51), (69, 140)]:
+        assert fast.error(a, b) == pytest.approx(ref.error(a, b), rel=1e-9, abs=1e-9)
+    ours = rpt.Window(width=20, custom_cost=cp.CostL2Cumsum(), min_size=3, jump=1).fit_predict(signal, pen=20)
+    theirs = rpt.Window(width=20, model="l2", min_size=3, jump=1).fit_predict(signal, pen=20)
+    assert ours == theirs and ours[:-1] == pytest.approx([70, 130], abs=2)
+
+
+def _shard(rng, n_tracks=40):
+    arrays = []
+    for i in range(n_tracks):
+        n = int(rng.integers(1, 150))
+        c = [n // 2] if n >= 30 else []
+        a, K, s = piecewise(n, c, [0.4, 1.5][:len(c) + 1], [1.0, 1.0][:len(c) + 1], [2, 2][:len(c) + 1], rng)
+        arrays.append({"x": np.zeros(n), "y": np.zeros(n), "pred_alpha": a, "pred_K": K, "pred_state": s})
+    return Trajectories.from_arrays(arrays, {"particle": np.arange(n_tracks) * 7})
+
+
+def test_segment_trajectories_covers_every_track_and_dask_matches_serial():
+    from anomalousnet.parallel import dask_client
+
+    traj = _shard(np.random.default_rng(11))
+    serial = cp.segment_trajectories(traj, tracks_per_block=7)
+    cp.check_coverage(serial, traj)
+    assert set(serial["particle"].tolist()) == set(traj.tracks["particle"].tolist())
+    with dask_client(workers=2) as client:
+        parallel = cp.segment_trajectories(traj, client=client, tracks_per_block=7)
+    for col in cp.SEGMENT_COLUMNS:
+        assert np.array_equal(serial[col], parallel[col]), col
+
+
+def test_check_coverage_rejects_gaps_and_overlaps():
+    traj = Trajectories.from_arrays([{"x": np.zeros(10), "y": np.zeros(10)}])
+    good = {"particle": np.array([0, 0]), "start": np.array([0, 4]), "end": np.array([4, 10])}
+    cp.check_coverage(good, traj)
+    for start, end in [([0, 5], [4, 10]), ([0, 3], [4, 10]), ([0, 4], [4, 9])]:
+        with pytest.raises(ValueError):
+            cp.check_coverage({"particle": np.array([0, 0]), "start": np.array(start), "end": np.array(end)}, traj)
+
+
+def test_missing_predictions_are_a_clear_error():
+    traj = Trajectories.from_arrays([{"x": np.zeros(10), "y": np.zeros(10)}])
+    with pytest.raises(KeyError, match="pred_alpha"):
+        cp.segment_trajectories(traj)
