@@ -1,0 +1,436 @@
+"""Particle tracking of TIFF videos with trackpy (Crocker-Grier), one shard per video.
+
+Per video (:func:`track_video`): frames are located in blocks of bounded size
+(``trackpy.locate``), features are linked once (``trackpy.link``, with ``memory`` for
+particles that disappear for a few frames), and the frames a particle skipped are filled
+by linear interpolation and flagged (``interpolated``), so every trajectory has one
+position per frame from its first frame to its last. Spot diameter, minimum mass and
+search range that are not given are estimated from the video itself; the values used are
+recorded in the shard's attributes. In AnDi-2 track-1 videos each VIP's trajectory is
+tagged with its index (per-track column ``vip``, -1 for other particles).
+
+For many videos (:func:`track_videos`): one Dask task per video, each writing its shard
+atomically; re-running skips complete shards; the driver writes the store index.
+
+Coordinates are trackpy's: ``x`` is the column and ``y`` the row, in pixels, pixel centres
+at integers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from anomalousnet import store as st
+from anomalousnet.video import Video, VideoError
+
+log = logging.getLogger(__name__)
+
+STORE_KIND = "trajectories"
+VIDEO_SUFFIXES = (".tif", ".tiff")
+
+
+class TrackError(RuntimeError):
+    """Tracking one video failed; names the video and the problem (picklable across Dask)."""
+
+    def __init__(self, path: os.PathLike | str, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+    def __reduce__(self):
+        return type(self), (self.path, self.problem)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackOptions:
+    """Tracking parameters; None means "estimate from each video" (values used are recorded).
+
+    diameter: trackpy feature diameter, odd integer, px (spot size: ~4 PSF sigmas).
+    minmass: minimum integrated brightness of a feature (trackpy ``mass`` units).
+    search_range: largest displacement linked between frames, px.
+    memory: frames a particle may vanish and still be linked; the gap is interpolated.
+    separation: minimum distance between features, px (trackpy default: diameter + 1).
+    percentile: trackpy's peak-brightness percentile filter.
+    min_length: trajectories shorter than this (frames, gaps included) are dropped.
+    andi_vip: None: recognise an AnDi-2 VIP label page; True: require one; False: no label page.
+    vip_max_distance: largest distance, px, between a VIP mark and the particle tagged with it.
+    chunk_mb: frames are located this many MB at a time (bounds memory for huge stacks).
+    pixel_size_um, frame_interval_s: recorded as provenance (positions stay in px and frames).
+    """
+
+    diameter: int | None = None
+    minmass: float | None = None
+    search_range: float | None = None
+    memory: int = 3
+    separation: float | None = None
+    percentile: float = 64.0
+    min_length: int = 1
+    andi_vip: bool | None = None
+    vip_max_distance: float = 3.0
+    chunk_mb: float = 64.0
+    pixel_size_um: float = float("nan")
+    frame_interval_s: float = float("nan")
+
+    def __post_init__(self):
+        if self.diameter is not None and (int(self.diameter) != self.diameter or self.diameter < 3
+                                          or self.diameter % 2 == 0):
+            raise ValueError(f"diameter must be an odd integer >= 3 px, not {self.diameter}")
+        if self.memory < 0:
+            raise ValueError(f"memory must be >= 0 frames, not {self.memory}")
+        if self.search_range is not None and self.search_range <= 0:
+            raise ValueError(f"search_range must be > 0 px, not {self.search_range}")
+        if self.min_length < 1:
+            raise ValueError(f"min_length must be >= 1, not {self.min_length}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackSummary:
+    """What :func:`track_videos` did: shards written, shards skipped (complete), failures by input."""
+
+    written: list[Path]
+    skipped: list[Path]
+    failed: dict[str, str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+# ----------------------------------------------------------------------------- estimation
+
+def estimate_spot_sigma(frames: np.ndarray) -> float:
+    """PSF width (Gaussian sigma, px) from the curvature of bright spots in ``frames`` (n, Y, X).
+
+    For a Gaussian spot, ln I at the peak pixel and its two neighbours along an axis lie on
+    a parabola of curvature -1/sigma^2 wherever the true centre is; the median over bright,
+    isolated peaks and both axes is robust to noise and crowding.
+    """
+    from scipy import ndimage
+
+    estimates = []
+    for image in np.asarray(frames, dtype=float):
+        background = np.median(image)
+        noise = 1.4826 * np.median(np.abs(image - background)) or 1.0
+        smooth = ndimage.uniform_filter(image, 3)
+        peaks = (smooth == ndimage.maximum_filter(smooth, 7)) & (image > background + 8 * noise)
+        peaks[:3], peaks[-3:], peaks[:, :3], peaks[:, -3:] = False, False, False, False
+        for r, c in zip(*np.nonzero(peaks)):
+            # The brightest pixel near the smoothed maximum is the spot's peak pixel.
+            dr, dc = np.unravel_index(np.argmax(image[r - 1:r + 2, c - 1:c + 2]), (3, 3))
+            r, c = r + dr - 1, c + dc - 1
+            if not (1 <= r < image.shape[0] - 1 and 1 <= c < image.shape[1] - 1):
+                continue
+            centre = image[r, c] - background
+            for lo, hi in ((image[r - 1, c], image[r + 1, c]), (image[r, c - 1], image[r, c + 1])):
+                lo, hi = lo - background, hi - background
+                if lo <= 0 or hi <= 0 or centre <= max(lo, hi):
+                    continue
+                curvature = math.log(lo) + math.log(hi) - 2 * math.log(centre)
+                if curvature < 0:
+                    estimates.append(math.sqrt(-1 / curvature))
+    if len(estimates) < 3:
+        raise ValueError("too few bright spots to estimate the spot size; give the diameter explicitly")
+    return float(np.median(estimates))
+
+
+def diameter_for_sigma(sigma: float) -> int:
+    """trackpy diameter for a spot of Gaussian ``sigma``: odd, covering about +-2 sigma, at least 3 px."""
+    return max(3, 2 * int(math.ceil(2 * sigma - 0.25)) + 1)
+
+
+def estimate_minmass(frames: np.ndarray, diameter: int, percentile: float = 64.0, seed: int = 0,
+                     factor: float = 1.2) -> float:
+    """Smallest mass that noise alone does not reach: ``factor`` times the largest feature mass
+    trackpy finds in pure-noise images with the background level and noise of ``frames``.
+
+    The noise is measured robustly (median absolute deviation) on the frames themselves, so
+    the threshold follows each video's signal-to-noise ratio without assuming how many
+    particles there are.
+    """
+    import trackpy as tp
+
+    dtype = np.asarray(frames).dtype
+    frames = np.asarray(frames, dtype=float)
+    rng = np.random.default_rng(seed)
+    background = float(np.median(frames))
+    noise = 1.4826 * float(np.median(np.abs(frames - background)))
+    if noise == 0:
+        noise = float(frames.std()) or 1.0
+    shape = tuple(min(s, 256) for s in frames.shape[1:])
+    n = max(4, int(math.ceil(frames.size / np.prod(shape))))
+    masses = []
+    for _ in range(n):
+        image = background + rng.normal(0, noise, shape)
+        if dtype.kind in "iu":  # same dtype as the video: trackpy's default threshold depends on it
+            info = np.iinfo(dtype)
+            image = np.clip(np.round(image), info.min, info.max).astype(dtype)
+        found = tp.locate(image, diameter, minmass=0, percentile=percentile, characterize=False)
+        masses.extend(found["mass"].tolist())
+    return factor * float(max(masses)) if masses else 0.0
+
+
+def estimate_search_range(features, diameter: int, floor: float = 2.0, ceiling: float = 20.0) -> float:
+    """Largest plausible displacement per frame, px, from features in consecutive frames.
+
+    Each feature's nearest neighbour in the next frame is its own displacement when the
+    particle moved less than half the typical distance between particles; four times the
+    RMS of those displacements covers 99.9 % of Brownian steps. Bounded by ``floor``, half
+    the typical inter-particle distance and ``ceiling``.
+    """
+    from scipy.spatial import cKDTree
+
+    steps, spacing = [], []
+    by_frame = {f: g[["x", "y"]].to_numpy() for f, g in features.groupby("frame")}
+    for f, here in by_frame.items():
+        there = by_frame.get(f + 1)
+        if there is None or len(here) < 2 or len(there) < 1:
+            continue
+        spacing.extend(cKDTree(here).query(here, k=2)[0][:, 1])
+        steps.extend(cKDTree(there).query(here)[0])
+    if not steps:
+        return max(floor, float(diameter))
+    half_spacing = 0.5 * float(np.median(spacing))
+    steps = np.asarray(steps)
+    steps = steps[steps < half_spacing]
+    if len(steps) == 0:
+        return float(max(floor, min(half_spacing, ceiling)))
+    rms = float(np.sqrt(np.mean(steps ** 2)))
+    return float(np.clip(4 * rms, floor, max(floor, min(half_spacing, ceiling))))
+
+
+# ----------------------------------------------------------------------------- one video
+
+def locate(video: Video, diameter: int, minmass: float, options: TrackOptions, frames: Iterable[int] | None = None):
+    """trackpy features of ``video`` (all frames, or the given frame indices), block by block."""
+    import pandas as pd
+    import trackpy as tp
+
+    kwargs = dict(minmass=minmass, separation=options.separation, percentile=options.percentile)
+    parts = []
+    if frames is None:
+        blocks = video.chunks(int(options.chunk_mb * (1 << 20)))
+    else:
+        blocks = ((int(t), video.frames(int(t), int(t) + 1)) for t in frames)
+    for start, block in blocks:
+        for k, image in enumerate(block):
+            found = tp.locate(np.asarray(image), diameter, **kwargs)
+            found["frame"] = start + k
+            parts.append(found)
+    columns = ["y", "x", "mass", "size", "ecc", "signal", "raw_mass", "ep", "frame"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+def fill_gaps(tracks):
+    """One row per frame for every particle, frames it skipped filled by linear interpolation.
+
+    ``tracks`` is trackpy's linked table (particle, frame, x, y, mass, ...); the result has
+    particle, frame, x, y, mass (NaN where interpolated) and ``interpolated`` (bool).
+    """
+    import pandas as pd
+
+    tracks = tracks.sort_values(["particle", "frame"], kind="stable")
+    pieces = []
+    for particle, g in tracks.groupby("particle", sort=True):
+        frames = g["frame"].to_numpy(np.int64)
+        full = np.arange(frames[0], frames[-1] + 1, dtype=np.int64)
+        observed = np.isin(full, frames)
+        piece = {"particle": np.full(len(full), particle, np.int64), "frame": full}
+        for col in ("x", "y"):
+            piece[col] = np.interp(full, frames, g[col].to_numpy(float))
+        mass = np.full(len(full), np.nan)
+        mass[observed] = g["mass"].to_numpy(float)
+        piece["mass"] = mass
+        piece["interpolated"] = ~observed
+        pieces.append(pd.DataFrame(piece))
+    if not pieces:
+        return pd.DataFrame({"particle": np.zeros(0, np.int64), "frame": np.zeros(0, np.int64), "x": np.zeros(0),
+                             "y": np.zeros(0), "mass": np.zeros(0), "interpolated": np.zeros(0, bool)})
+    return pd.concat(pieces, ignore_index=True)
+
+
+def tag_vips(tracks, marks: dict[int, tuple[float, float]], max_distance: float, first_frame: int = 0
+             ) -> tuple[dict[int, int], list[int]]:
+    """Particle id for each VIP mark: the trajectory nearest the mark in the first movie frame.
+
+    Trajectories that start within a few frames (not detected in frame 0) are considered by
+    their first position. Each particle takes at most one VIP (nearest pairs first). Returns
+    ``({vip: particle}, [vip indices left untagged])``.
+    """
+    first = tracks.sort_values("frame").groupby("particle").first()
+    near_start = first[first["frame"] <= first_frame + 3]
+    candidates = []
+    for vip, (mx, my) in marks.items():
+        d = np.hypot(near_start["x"].to_numpy() - mx, near_start["y"].to_numpy() - my)
+        # Prefer trajectories seen in frame 0 (the label page marks frame-0 positions).
+        late = (near_start["frame"].to_numpy() > first_frame).astype(float)
+        for particle, dist, penalty in zip(near_start.index, d, late):
+            if dist <= max_distance:
+                candidates.append((penalty, dist, vip, int(particle)))
+    tagged, used = {}, set()
+    for _, _, vip, particle in sorted(candidates):
+        if vip not in tagged and particle not in used:
+            tagged[vip] = particle
+            used.add(particle)
+    return tagged, sorted(set(marks) - set(tagged))
+
+
+def track_video(path: os.PathLike | str, shard_path: os.PathLike | str, options: TrackOptions = TrackOptions(),
+                command: str = "track") -> Path:
+    """Track one video and write its trajectories to ``shard_path`` (atomically).
+
+    Raises :class:`~anomalousnet.video.VideoError` for an unusable file and ValueError when
+    parameters cannot be estimated (both name the file).
+    """
+    import trackpy as tp
+
+    tp.quiet()
+    path = Path(path)
+    with Video(path, andi_vip=options.andi_vip) as video:
+        estimated = []
+        sample_idx = video.sample_indices(12)
+        sample = np.stack([video.frames(t, t + 1)[0] for t in sample_idx])
+        diameter = options.diameter
+        if diameter is None:
+            try:
+                diameter = diameter_for_sigma(estimate_spot_sigma(sample))
+            except ValueError as exc:
+                raise VideoError(path, str(exc)) from None
+            estimated.append("diameter")
+        minmass = options.minmass
+        if minmass is None:
+            minmass = estimate_minmass(sample, diameter, options.percentile)
+            estimated.append("minmass")
+        features = locate(video, diameter, minmass, options)
+        search_range = options.search_range
+        if search_range is None:
+            search_range = estimate_search_range(features[features["frame"] < 200], diameter)
+            estimated.append("search_range")
+        n_frames, marks, has_labels = video.n_frames, video.vip_marks, video.vip_labels is not None
+    log.info("%s: %d features in %d frames (diameter %d, minmass %.4g, search range %.3g)", path, len(features),
+             n_frames, diameter, minmass, search_range)
+    if len(features):
+        linked = tp.link(features, search_range, memory=options.memory,
+                         adaptive_stop=max(0.5, 0.2 * search_range), adaptive_step=0.9)
+        tracks = fill_gaps(linked)
+    else:
+        tracks = fill_gaps(features.assign(particle=np.zeros(0, np.int64)))
+    lengths = tracks.groupby("particle")["frame"].transform("size")
+    tracks = tracks[lengths >= options.min_length]
+    tagged, untagged = tag_vips(tracks, marks, options.vip_max_distance) if marks else ({}, [])
+    if untagged:
+        log.warning("%s: no trajectory near VIP mark(s) %s in the first frame; they are not tagged", path, untagged)
+    vip_of = {particle: vip for vip, particle in tagged.items()}
+    tracks = tracks.assign(vip=tracks["particle"].map(lambda p: vip_of.get(p, -1)).astype(np.int64))
+    traj = st.Trajectories.from_dataframe(tracks, track_columns=("vip",))
+    used = {"diameter": int(diameter), "minmass": float(minmass), "search_range": float(search_range)}
+    parameters = {**dataclasses.asdict(options), **used, "estimated": estimated}
+    attrs = st.provenance(command, parameters, source_path=str(path.resolve()), source_sha256=st.sha256_of(path),
+                          pixel_size_um=options.pixel_size_um, frame_interval_s=options.frame_interval_s)
+    attrs.update({**{f"track_{k}": v for k, v in used.items()}, "track_estimated": json.dumps(estimated),
+                  "n_frames": int(n_frames), "andi_vip_labels": bool(has_labels),
+                  "vip_marks": json.dumps(sorted(marks)), "vip_untagged": json.dumps(untagged)})
+    if traj.n_tracks == 0:
+        log.warning("%s: no trajectories found (minmass %.4g too high, or no particles?)", path, minmass)
+    return st.write_shard(shard_path, traj, kind=STORE_KIND, attrs=attrs)
+
+
+# ----------------------------------------------------------------------------- many videos
+
+def expand_inputs(inputs: Iterable[str]) -> tuple[list[Path], dict[str, str]]:
+    """Video paths from paths, directories (their *.tif, *.tiff) and glob patterns, in order,
+    without duplicates; ``{input: problem}`` for inputs that name nothing."""
+    found, failed, seen = [], {}, set()
+    for item in inputs:
+        if glob.has_magic(item):
+            paths = sorted(Path(p) for p in glob.glob(item, recursive=True))
+            if not paths:
+                failed[item] = "no file matches this pattern"
+        elif Path(item).is_dir():
+            paths = sorted(p for p in Path(item).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            if not paths:
+                failed[item] = "directory holds no .tif/.tiff file"
+        elif Path(item).exists():
+            paths = [Path(item)]
+        else:
+            failed[item] = "no such file"
+            paths = []
+        for p in paths:
+            key = p.resolve()
+            if key not in seen and not p.is_dir():
+                seen.add(key)
+                found.append(p)
+    return found, failed
+
+
+def shard_name(video: os.PathLike | str) -> str:
+    """Stable, unique shard file name for a video: parent and stem (readable) + hash of the full path.
+
+    AnDi layouts repeat names in several folders (exp_0/videos_fov_0.tiff, exp_1/...), so the
+    parent folder is part of the name and the hash keeps any two paths apart.
+    """
+    path = Path(video).resolve()
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{path.parent.name}_{path.stem}").lstrip("._") or "video"
+    return f"{readable}-{digest}{st.SHARD_SUFFIX}"
+
+
+def _track_task(item: tuple[str, str], options: TrackOptions) -> str:
+    """Dask task: track one video; any failure comes back as a picklable TrackError."""
+    video, shard = item
+    try:
+        return str(track_video(video, shard, options))
+    except (VideoError, st.StoreError) as exc:
+        raise TrackError(video, exc.problem) from None
+    except Exception as exc:  # noqa: BLE001 - one bad video must not stop the others
+        raise TrackError(video, f"{type(exc).__name__}: {exc}") from None
+
+
+def track_videos(inputs: list[str], store_dir: os.PathLike | str, options: TrackOptions = TrackOptions(),
+                 workers: int | None = None, scheduler_file: str | None = None, progress: bool = True
+                 ) -> TrackSummary:
+    """Track every video named by ``inputs`` (paths, directories or glob patterns) into a
+    trajectory store, one shard per video, one Dask task per video.
+
+    Complete shards of an earlier run are skipped (resume); a failing video is reported in
+    ``failed`` while the others go on. The index is (re)written at the end from the shards
+    on disk.
+    """
+    from anomalousnet.parallel import dask_client, map_as_completed
+
+    store_dir = Path(store_dir)
+    store_dir.mkdir(parents=True, exist_ok=True)
+    videos, failed = expand_inputs(inputs)
+    todo, skipped = [], []
+    for video in videos:
+        shard = store_dir / shard_name(video)
+        if st.needs_writing(shard):
+            todo.append((str(video), str(shard)))
+        else:
+            skipped.append(shard)
+    if skipped:
+        log.info("%d video(s) already tracked (complete shards kept)", len(skipped))
+    written = []
+    if todo:
+        n_workers = workers or min(len(todo), len(os.sched_getaffinity(0)))
+        with dask_client(n_workers, scheduler_file) as client:
+            for (video, _), result in map_as_completed(client, _track_task, todo, desc="track", progress=progress,
+                                                       options=options):
+                if isinstance(result, BaseException):
+                    failed[video] = result.problem if isinstance(result, TrackError) else str(result)
+                    log.error("%s: %s", video, failed[video])
+                else:
+                    written.append(Path(result))
+    st.write_index(store_dir, STORE_KIND, attrs=st.provenance(
+        "track", {**dataclasses.asdict(options), "inputs": list(inputs)},
+        pixel_size_um=options.pixel_size_um, frame_interval_s=options.frame_interval_s))
+    return TrackSummary(sorted(written), sorted(skipped), failed)
