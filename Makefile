@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 HOROVOD_ENV := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
 	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1
 
-.PHONY: env test clean
+.PHONY: env system test clean
 
 env: $(VENV)/.installed
 
@@ -21,7 +21,11 @@ $(VENV)/.horovod: $(VENV)/.installed
 	$(HOROVOD_ENV) $(PIP) install --no-build-isolation 'horovod==0.28.1'
 	touch $@
 
-test: $(VENV)/.installed
+# SLURM (single node), munge and shellcheck for the template and container tests (root only).
+system:
+	tests/setup-system.sh
+
+test: $(VENV)/.installed system
 	$(PY) -m pytest tests
 
 clean:

@@ -1,13 +1,8 @@
 #!/usr/bin/env bash
-# A single-node SLURM for the template tests: installs Debian's slurm + munge when missing,
+# A single-node SLURM for the template tests (Debian's slurm + munge, see setup-system.sh):
 # writes a minimal slurm.conf, and starts munged, slurmctld and slurmd by hand (no systemd).
 # Idempotent: does nothing when `sinfo` already answers. Needs root. Logs: /var/log/slurm/.
 set -euo pipefail
-
-if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null || ! command -v sbatch >/dev/null; then
-  apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurmctld slurmd slurm-client munge
-fi
 
 if timeout 5 sinfo -h >/dev/null 2>&1; then
   echo "SLURM already running"; exit 0
