@@ -12,6 +12,7 @@ from anomalousnet import __version__
 # command name -> "module:attribute" inside this package; one module per command (group).
 COMMANDS = {
     "store": "anomalousnet_cli.store_cmd:store",
+    "simulate": "anomalousnet_cli.simulate_cmd:simulate",
 }
 
 

@@ -1,0 +1,77 @@
+"""``anomalousnet-batch simulate``: labelled training stores and AnDi-2 style datasets."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+MODEL_NAMES = ("single_state", "multi_state", "immobile_traps", "dimerization", "confinement")
+
+
+@click.group()
+def simulate() -> None:
+    """Simulate trajectories with andi-datasets (the 2nd AnDi Challenge simulator)."""
+
+
+def _weights(ctx, param, values):
+    weights = {}
+    for value in values:
+        name, sep, w = value.partition("=")
+        try:
+            if not sep or name not in MODEL_NAMES:
+                raise ValueError
+            weights[name] = float(w)
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: expected MODEL=WEIGHT with MODEL one of {', '.join(MODEL_NAMES)}")
+    return weights or None
+
+
+@simulate.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Store directory to write (resumed if it exists).")
+@click.option("--n", "n", required=True, type=click.IntRange(min=1), help="Number of trajectories.")
+@click.option("--seed", required=True, type=int, help="Master seed; shard i uses a seed derived from (seed, i).")
+@click.option("--models", default=",".join(MODEL_NAMES), show_default=True,
+              help="Comma-separated models to simulate.")
+@click.option("--model-weight", "model_weights", multiple=True, callback=_weights, metavar="MODEL=W",
+              help="Relative share of a model (repeatable; default immobile_traps=2, confinement=2, others 1).")
+@click.option("--directed-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1),
+              help="Probability that a mobile state is directed (alpha >= 1.9, state 3).")
+@click.option("--length", default=200, show_default=True, type=click.IntRange(min=3),
+              help="Frames simulated per trajectory.")
+@click.option("--min-length", default=20, show_default=True, type=click.IntRange(min=3),
+              help="Tracks are cropped to a random window of min-length..length frames.")
+@click.option("--noise", nargs=2, type=float, default=(0.0, 0.25), show_default=True, metavar="LO HI",
+              help="Localisation noise sigma range, px (challenge: 0.12).")
+@click.option("--shard-size", default=2000, show_default=True, type=click.IntRange(min=1),
+              help="Trajectories per shard (one Dask task each).")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Local Dask worker processes (default: all CPUs; 0: run in this process).")
+@click.option("--scheduler-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Use the Dask cluster of this scheduler file instead of a local one.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def trajectories(out, n, seed, models, model_weights, directed_fraction, length, min_length, noise, shard_size,
+                 workers, scheduler_file, no_progress) -> None:
+    """Write a training store of labelled trajectories (alpha, K, state per frame).
+
+    Example: anomalousnet-batch simulate trajectories --out train/ --n 100000 --seed 1
+    """
+    from anomalousnet import simulate as sim
+
+    try:
+        config = sim.SimulationConfig(length=length, min_length=min_length,
+                                      models=tuple(m.strip() for m in models.split(",") if m.strip()),
+                                      model_weights=model_weights, directed_fraction=directed_fraction,
+                                      noise_range=tuple(noise))
+        summary = sim.simulate_training(out, n, seed, config, shard_size=shard_size, workers=workers,
+                                        scheduler_file=scheduler_file, progress=not no_progress)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{out}: {len(summary.written)} shards written, {len(summary.skipped)} kept from an earlier run, "
+               f"{len(summary.failed)} failed")
+    click.echo(sim.format_counts(summary.counts))
+    if summary.failed:
+        for name, error in sorted(summary.failed.items()):
+            click.echo(f"FAILED {name}: {error}", err=True)
+        click.echo("re-run the same command to redo the failed shards (the index is written when all are complete)",
+                   err=True)
+        sys.exit(1)
