@@ -12,6 +12,8 @@ from anomalousnet import __version__
 # command name -> "module:attribute" inside this package; one module per command (group).
 COMMANDS = {
     "store": "anomalousnet_cli.store_cmd:store",
+    "infer": "anomalousnet_cli.infer_cmd:infer",
+    "segment": "anomalousnet_cli.infer_cmd:segment",
     "simulate": "anomalousnet_cli.simulate_cmd:simulate",
 }
 

@@ -1,0 +1,469 @@
+"""The main job: inputs -> track -> predict -> segment -> ensemble -> results.
+
+Inputs are TIFF videos (tracked first, one trajectory shard per video, with
+:func:`anomalousnet.tracking.track_videos`), trajectory stores (each shard is one field of
+view) or AnDi-style trajectory CSVs (``traj_idx,frame,x,y``). Every field of view (FOV)
+becomes one shard of the results store, processed and written before the next is read,
+so memory does not grow with the number of inputs.
+
+Layout of ``RESULTS/``::
+
+    store/          results store (kind "results"): per point the input columns and
+                    pred_alpha, pred_K, pred_state; per track particle (+ vip, fallback);
+                    tables segments (particle, start, end, frame_start, alpha, K, state)
+                    and ensemble (per state: means, variances, weight); provenance with
+                    the model's sha256 and all parameters
+    tracks/         trajectory store tracked from the video inputs (if any)
+    segments.csv    one row per segment of every FOV (K also in um^2/s^alpha when the
+                    pixel size and frame interval are given)
+    ensemble.csv    one row per FOV and state
+    ensemble/       AnDi-2 ``ensemble_labels.txt``-style file per FOV
+    figures/        with ``report``: one PNG per FOV
+    summary.json    what this run wrote, kept (resumed) and could not process, and why
+
+Re-running resumes: a FOV whose results shard is whole and was made with the same model
+and parameters is kept. A bad input is named in the summary and skipped; the others go on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from anomalousnet import changepoints as cp
+from anomalousnet import ensemble as ens
+from anomalousnet import store as st
+from anomalousnet.trajectory_io import TrajectoryFileError, read_andi_csv
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".tif", ".tiff")
+CSV_SUFFIXES = (".csv",)
+STATE_NAMES = ("immobile", "confined", "free", "directed")
+PRED_COLUMNS = ("pred_alpha", "pred_K", "pred_state")
+STORE_DIR, TRACKS_DIR, FIGURES_DIR, ENSEMBLE_DIR = "store", "tracks", "figures", "ensemble"
+
+# The interface for other stages (AnDi submissions): one track's predictions -> segments.
+segment_track = cp.segment_track
+
+
+@dataclasses.dataclass(frozen=True)
+class InferOptions:
+    """Configuration of :func:`run_infer`.
+
+    model: "default" (the shipped bundle) or a bundle directory.
+    batch_size: windows per forward pass of the networks.
+    pixel_size_um, frame_interval_s: physical units of the inputs (None: unknown); with
+        both, segments.csv also gives K in um^2/s^alpha.
+    segment: change-point options.
+    report: write a PNG figure per FOV.
+    workers, scheduler_file: Dask cluster for tracking and change points (see
+        anomalousnet.parallel.dask_client); workers=1 runs change points in-process.
+    track_options: anomalousnet.tracking.TrackOptions for video inputs (None: its defaults).
+    """
+
+    model: str = "default"
+    batch_size: int = 1024
+    pixel_size_um: float | None = None
+    frame_interval_s: float | None = None
+    segment: cp.SegmentOptions = cp.SegmentOptions()
+    report: bool = False
+    workers: int | None = None
+    scheduler_file: str | None = None
+    track_options: object | None = None
+    progress: bool = True
+
+
+@dataclasses.dataclass
+class InferSummary:
+    """What a run did: results shards written now, kept from an earlier run, and the
+    inputs that could not be processed (input -> reason)."""
+
+    out_dir: Path
+    written: list[Path] = dataclasses.field(default_factory=list)
+    kept: list[Path] = dataclasses.field(default_factory=list)
+    failed: dict[str, str] = dataclasses.field(default_factory=dict)
+    figures: list[Path] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_json(self) -> str:
+        return json.dumps({"out_dir": str(self.out_dir), "written": [str(p) for p in self.written],
+                           "kept": [str(p) for p in self.kept], "failed": self.failed,
+                           "figures": [str(p) for p in self.figures]}, indent=2)
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """One field of view to process: ``origin`` is the user's input (video, CSV, shard),
+    ``path`` the file holding its trajectories (a CSV or a trajectory shard)."""
+
+    kind: str  # "csv" | "shard"
+    path: Path
+    origin: Path
+
+    @property
+    def name(self) -> str:
+        """Results shard name: parent folder and stem (readable) + hash of the origin's
+        absolute path (stable across runs; AnDi repeats exp_E/trajs_fov_F.csv names)."""
+        path = self.origin.resolve()
+        digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+        readable = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{path.parent.name}_{path.stem}").lstrip("._") or "fov"
+        return f"{readable}-{digest}{st.SHARD_SUFFIX}"
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def expand_inputs(patterns: Sequence[str]) -> tuple[dict[str, list[Path]], dict[str, str]]:
+    """Expand paths and glob patterns into inputs by type ("video", "csv", "store",
+    "shard"), sorted and without duplicates; patterns that match nothing and files of
+    unknown type come back as failures (input -> reason)."""
+    found: dict[str, list[Path]] = {"video": [], "csv": [], "store": [], "shard": []}
+    failed: dict[str, str] = {}
+    seen: set[Path] = set()
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if glob.has_magic(pattern) and not matches:
+            failed[pattern] = "pattern matches no file"
+            continue
+        for match in matches:
+            path = Path(match)
+            if path.resolve() in seen:
+                continue
+            seen.add(path.resolve())
+            if not path.exists():
+                failed[str(path)] = "no such file or directory"
+            elif path.is_dir():
+                if (path / st.INDEX_NAME).exists():
+                    found["store"].append(path)
+                else:
+                    failed[str(path)] = f"a directory without {st.INDEX_NAME}: not a trajectory store"
+            elif path.suffix.lower() in VIDEO_SUFFIXES:
+                found["video"].append(path)
+            elif path.suffix.lower() in CSV_SUFFIXES:
+                found["csv"].append(path)
+            elif path.suffix.lower() == st.SHARD_SUFFIX:
+                found["shard"].append(path)
+            else:
+                failed[str(path)] = (f"unknown input type {path.suffix!r}: expected a TIFF video (.tif/.tiff), "
+                                     "an AnDi-style CSV (.csv), a store directory or a shard (.h5)")
+    return found, failed
+
+
+def _track(videos: list[Path], tracks_dir: Path, options: InferOptions, failed: dict[str, str]) -> list[Source]:
+    """Track the videos into ``tracks_dir`` (resuming) and return one source per tracked video."""
+    from anomalousnet import tracking
+
+    summary = tracking.track_videos([str(v) for v in videos], tracks_dir,
+                                    options=options.track_options or tracking.TrackOptions(),
+                                    workers=options.workers, scheduler_file=options.scheduler_file)
+    for video, reason in summary.failed.items():
+        failed[str(video)] = f"tracking failed: {reason}"
+    by_source: dict[str, Path] = {}
+    for shard in list(summary.written) + list(summary.skipped):
+        attrs = _attrs(Path(shard))
+        by_source[str(Path(attrs.get("source_path", "")).resolve())] = Path(shard)
+    sources = []
+    for video in videos:
+        shard = by_source.get(str(video.resolve()))
+        if shard is not None:
+            sources.append(Source("shard", shard, video))
+        elif str(video) not in failed:
+            failed[str(video)] = "tracking wrote no trajectory shard for this video"
+    return sources
+
+
+def _attrs(path: Path) -> dict:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+
+
+def collect_sources(found: Mapping[str, list[Path]], out_dir: Path, options: InferOptions,
+                    failed: dict[str, str]) -> list[Source]:
+    """Sources (one per FOV) from expanded inputs; videos are tracked first."""
+    sources = [Source("csv", p, p) for p in found["csv"]]
+    sources += [Source("shard", p, p) for p in found["shard"]]
+    for store_dir in found["store"]:
+        try:
+            index = st.read_index(store_dir)
+        except st.StoreError as exc:
+            failed[str(store_dir)] = str(exc)
+            continue
+        sources += [Source("shard", store_dir / name, store_dir / name) for name in index.shard_names]
+    if found["video"]:
+        sources += _track(found["video"], out_dir / TRACKS_DIR, options, failed)
+    return sources
+
+
+def load_source(source: Source) -> tuple[st.Trajectories, dict]:
+    """Trajectories of one source and its provenance (source path and checksum, units)."""
+    if source.kind == "csv":
+        traj = read_andi_csv(source.path)
+        return traj, {"source_path": str(source.origin), "source_sha256": st.sha256_of(source.path)}
+    shard = st.read_shard(source.path)
+    if shard.trajectories.n_tracks == 0:
+        return shard.trajectories, {}
+    attrs = shard.attrs
+    origin_is_video = source.origin != source.path
+    return shard.trajectories, {
+        "source_path": str(source.origin) if origin_is_video else str(source.path),
+        "source_sha256": attrs.get("source_sha256", "") if origin_is_video else st.sha256_of(source.path),
+        "tracks_path": str(source.path) if origin_is_video else "",
+        "input_pixel_size_um": attrs.get("pixel_size_um", float("nan")),
+        "input_frame_interval_s": attrs.get("frame_interval_s", float("nan")),
+        "input_units": attrs.get("units", ""),
+    }
+
+
+# ----------------------------------------------------------------------------- one FOV
+
+def analyse(traj: st.Trajectories, bundle, options: InferOptions, client=None) -> tuple[dict, dict, dict]:
+    """Predict, segment and summarise one FOV: (per-point predictions, segments, ensemble)."""
+    from anomalousnet import inference
+
+    preds = inference.predict(bundle, traj, batch_size=options.batch_size)
+    with_preds = st.Trajectories(traj.offsets, {**traj.points, **{c: preds[c] for c in PRED_COLUMNS}}, traj.tracks)
+    segments = cp.segment_trajectories(with_preds, options.segment, client=client, progress=False)
+    return preds, _with_frames(segments, traj), ens.fov_ensemble(segments)
+
+
+def _with_frames(segments: dict, traj: st.Trajectories) -> dict:
+    """Add frame_start: the frame number of each segment's first position."""
+    first = dict(zip(traj.tracks["particle"].tolist(), traj.points["frame"][traj.offsets[:-1]].tolist()))
+    out = dict(segments)
+    out["frame_start"] = np.array([first[p] for p in segments["particle"].tolist()], dtype=np.int64) + \
+        segments["start"]
+    return out
+
+
+def config_key(bundle, options: InferOptions) -> str:
+    """What a results shard depends on besides its input; a kept shard must match it."""
+    return json.dumps({"model_sha256": bundle.sha256, "segment": dataclasses.asdict(options.segment),
+                       "pixel_size_um": options.pixel_size_um, "frame_interval_s": options.frame_interval_s},
+                      sort_keys=True)
+
+
+def _existing_matches(path: Path, key: str) -> bool:
+    if st.needs_writing(path):
+        return False
+    if _attrs(path).get("config") == key:
+        return True
+    log.warning("%s was made with another model or other parameters; redoing it", path)
+    return False
+
+
+def process_source(source: Source, store_dir: Path, bundle, options: InferOptions, client=None) -> Path:
+    """Analyse one FOV and write its results shard (atomically). Raises on bad input."""
+    traj, source_attrs = load_source(source)
+    path = store_dir / source.name
+    if traj.n_tracks == 0:
+        raise TrajectoryFileError(source.origin, "no trajectories (nothing tracked or an empty file)")
+    preds, segments, ensemble = analyse(traj, bundle, options, client)
+    points = {**traj.points, **{c: preds[c] for c in PRED_COLUMNS}}
+    tracks = {**traj.tracks, "fallback": np.asarray(preds["fallback"], dtype=bool)}
+    units = {**st.DEFAULT_UNITS, "pred_alpha": "1", "pred_K": "px^2/frame^alpha", "pred_state": "0 immobile, "
+             "1 confined, 2 free, 3 directed"}
+    parameters = {"model": str(bundle.path), "model_sha256": bundle.sha256, "batch_size": options.batch_size,
+                  "segment": dataclasses.asdict(options.segment)}
+    attrs = st.provenance("infer", parameters, source_attrs.pop("source_path"), source_attrs.pop("source_sha256"),
+                          units=units, pixel_size_um=_nan(options.pixel_size_um),
+                          frame_interval_s=_nan(options.frame_interval_s))
+    attrs.update({k: v for k, v in source_attrs.items()})
+    attrs.update({"model_sha256": bundle.sha256, "model_path": str(bundle.path),
+                  "config": config_key(bundle, options)})
+    return st.write_shard(path, st.Trajectories(traj.offsets, points, tracks), kind="results", attrs=attrs,
+                          tables={"segments": segments, "ensemble": ensemble})
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
+# ----------------------------------------------------------------------------- whole run
+
+def _client_context(options: InferOptions):
+    import contextlib
+
+    if options.scheduler_file or (options.workers or len(os.sched_getaffinity(0))) > 1:
+        from anomalousnet.parallel import dask_client
+
+        return dask_client(options.workers, options.scheduler_file)
+    return contextlib.nullcontext(None)
+
+
+def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferOptions = InferOptions()
+              ) -> InferSummary:
+    """Run the main job on ``inputs`` (paths or glob patterns) into ``out_dir``.
+
+    Returns an InferSummary; bad inputs are in ``summary.failed`` (the run goes on). An
+    unusable model raises anomalousnet.inference.BundleError before anything is written.
+    """
+    from tqdm import tqdm
+
+    from anomalousnet import inference
+
+    out_dir = Path(out_dir)
+    bundle = inference.load_bundle(options.model)
+    store_dir = out_dir / STORE_DIR
+    store_dir.mkdir(parents=True, exist_ok=True)
+    summary = InferSummary(out_dir)
+    found, summary.failed = expand_inputs(inputs)
+    key = config_key(bundle, options)
+    sources = collect_sources(found, out_dir, options, summary.failed)  # tracking brings its own cluster
+    todo = []
+    for source in sources:
+        path = store_dir / source.name
+        if path.exists() and _existing_matches(path, key):
+            summary.kept.append(path)
+        else:
+            todo.append(source)
+    if summary.kept:
+        log.info("%d field(s) of view already done (complete results shards kept)", len(summary.kept))
+    if todo:
+        with _client_context(options) as client:
+            for source in tqdm(todo, desc="infer", unit="fov", disable=not options.progress):
+                try:
+                    summary.written.append(process_source(source, store_dir, bundle, options, client))
+                except (st.StoreError, TrajectoryFileError, ValueError, OSError) as exc:
+                    problem = getattr(exc, "problem", None) or str(exc)
+                    log.error("%s: %s", source.origin, problem)
+                    summary.failed[str(source.origin)] = problem
+    st.write_index(store_dir, "results", st.provenance("infer", {"inputs": list(inputs), "config": key}))
+    shards = sorted({store_dir / s.name for s in sources})
+    write_tables(shards, out_dir, options.pixel_size_um, options.frame_interval_s)
+    if options.report:
+        summary.figures = write_figures(shards, out_dir / FIGURES_DIR, progress=options.progress)
+    (out_dir / "summary.json").write_text(summary.to_json() + "\n")
+    return summary
+
+
+def segment_store(store_dir: os.PathLike | str, options: cp.SegmentOptions = cp.SegmentOptions(),
+                  out_dir: os.PathLike | str | None = None, workers: int | None = 1,
+                  scheduler_file: str | None = None, pixel_size_um: float | None = None,
+                  frame_interval_s: float | None = None, progress: bool = True) -> list[Path]:
+    """Change points alone: recompute the segments and ensemble tables of every shard of
+    a store that holds predictions (each shard rewritten atomically), then write
+    segments.csv and ensemble.csv into ``out_dir`` (default: the store's parent folder).
+    Raises StoreError (naming the shard) when a shard has no predictions."""
+    from tqdm import tqdm
+
+    store_dir = Path(store_dir)
+    index = st.read_index(store_dir)
+    paths = [store_dir / n for n in index.shard_names]
+    opts = InferOptions(workers=workers, scheduler_file=scheduler_file)
+    with _client_context(opts) as client:
+        for path in tqdm(paths, desc="segment", unit="fov", disable=not progress):
+            shard = st.read_shard(path)
+            missing = [c for c in PRED_COLUMNS if c not in shard.trajectories.points]
+            if missing:
+                raise st.StoreError(path, f"no predictions ({', '.join(missing)} missing): run `infer` first")
+            segments = cp.segment_trajectories(shard.trajectories, options, client=client)
+            segments = _with_frames(segments, shard.trajectories)
+            tables = {**shard.tables, "segments": segments, "ensemble": ens.fov_ensemble(segments)}
+            attrs = dict(shard.attrs)
+            params = json.loads(attrs.get("parameters") or "{}")
+            params["segment"] = dataclasses.asdict(options)
+            attrs["parameters"] = json.dumps(params, sort_keys=True, default=str)
+            if "config" in attrs:
+                config = json.loads(attrs["config"])
+                config["segment"] = dataclasses.asdict(options)
+                attrs["config"] = json.dumps(config, sort_keys=True)
+            st.write_shard(path, shard.trajectories, kind=shard.attrs["kind"], attrs=attrs, tables=tables)
+    st.write_index(store_dir, index.kind, st.provenance("segment", {"segment": dataclasses.asdict(options)}))
+    out_dir = Path(out_dir) if out_dir else store_dir.parent
+    write_tables(paths, out_dir, pixel_size_um, frame_interval_s)
+    return paths
+
+
+# ----------------------------------------------------------------------------- tables
+
+def write_tables(shards: Iterable[Path], out_dir: Path, pixel_size_um: float | None = None,
+                 frame_interval_s: float | None = None) -> tuple[Path, Path]:
+    """segments.csv, ensemble.csv and ensemble/NAME.txt (AnDi-2 layout) from results
+    shards, one shard in memory at a time; written atomically."""
+    import pandas as pd
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / ENSEMBLE_DIR).mkdir(exist_ok=True)
+    seg_frames, ens_frames = [], []
+    for path in shards:
+        if not path.exists():
+            continue  # a failed FOV
+        shard = st.read_shard(path)
+        source = shard.attrs.get("source_path", str(path))
+        seg = shard.tables.get("segments")
+        if seg is None:
+            continue
+        df = pd.DataFrame({"source": source, "fov": path.stem, **{c: seg[c] for c in (
+            "particle", "start", "end", "frame_start", "alpha", "K", "state") if c in seg}})
+        df["state_name"] = [STATE_NAMES[s] if 0 <= s < len(STATE_NAMES) else str(s) for s in df["state"]]
+        px = pixel_size_um if pixel_size_um is not None else _finite(shard.attrs.get("pixel_size_um"))
+        dt = frame_interval_s if frame_interval_s is not None else _finite(shard.attrs.get("frame_interval_s"))
+        if px is not None and dt is not None:
+            df["K_um2_per_s_alpha"] = physical_K(df["K"].to_numpy(), df["alpha"].to_numpy(), px, dt)
+        seg_frames.append(df)
+        e = shard.tables.get("ensemble")
+        if e is not None:
+            ens_frames.append(pd.DataFrame({"source": source, "fov": path.stem, **e}))
+            _atomic_text(out_dir / ENSEMBLE_DIR / f"{path.stem}.txt", ens.format_andi(e))
+    seg_path, ens_path = out_dir / "segments.csv", out_dir / "ensemble.csv"
+    _atomic_csv(pd.concat(seg_frames, ignore_index=True) if seg_frames else pd.DataFrame(
+        columns=["source", "fov", "particle", "start", "end", "frame_start", "alpha", "K", "state", "state_name"]),
+        seg_path)
+    _atomic_csv(pd.concat(ens_frames, ignore_index=True) if ens_frames else pd.DataFrame(
+        columns=["source", "fov", *ens.ENSEMBLE_COLUMNS]), ens_path)
+    return seg_path, ens_path
+
+
+def physical_K(K_px: np.ndarray, alpha: np.ndarray, pixel_size_um: float, frame_interval_s: float) -> np.ndarray:
+    """K from px^2/frame^alpha to um^2/s^alpha: MSD = K t^alpha, so K_phys = K px^2 / dt^alpha."""
+    return np.asarray(K_px, np.float64) * pixel_size_um ** 2 / frame_interval_s ** np.asarray(alpha, np.float64)
+
+
+def _finite(value) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
+def _atomic_csv(df, path: Path) -> None:
+    tmp = path.with_name("." + path.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_figures(shards: Iterable[Path], fig_dir: Path, progress: bool = True) -> list[Path]:
+    """One report PNG per results shard (kept when already there and newer than the shard)."""
+    from tqdm import tqdm
+
+    from anomalousnet import report
+
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    shards = [p for p in shards if p.exists()]
+    for path in tqdm(shards, desc="report", unit="fov", disable=not progress):
+        png = fig_dir / f"{path.stem}.png"
+        if not (png.exists() and png.stat().st_mtime >= path.stat().st_mtime):
+            report.fov_figure(st.read_shard(path), png)
+        written.append(png)
+    return written
