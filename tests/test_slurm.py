@@ -1,0 +1,134 @@
+"""The sbatch templates, submitted for real to the single-node SLURM that `make test`
+starts (tests/setup-system.sh): pipeline.sh chains simulate.sbatch (Dask cluster inside
+the allocation) and train.sbatch (2 Horovod ranks over gloo); infer.sbatch runs as a
+2-task job array. Outputs are checked with the store validator."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from anomalousnet import store as st
+
+ROOT = Path(__file__).resolve().parent.parent
+SLURM = ROOT / "slurm"
+KEPT_LOGS = Path("/tmp/anomalousnet-slurm-logs")  # shown by .ci/run when the suite fails
+
+
+def slurm_answers() -> bool:
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+pytestmark = pytest.mark.skipif(not slurm_answers(), reason="no SLURM cluster answers (make system starts one)")
+
+
+def job_env(workdir: Path, **variables) -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"  # the suite's environment
+    env.update({"ANOMALOUSNET_SLURM_DIR": str(SLURM), "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"})
+    env.update({k: str(v) for k, v in variables.items()})
+    return env
+
+
+def wait_for(job_ids: list[str], workdir: Path, timeout: float = 900) -> dict[str, str]:
+    """Wait until the jobs leave the queue; return job id -> 'STATE exit' from scontrol."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        queue = subprocess.run(["squeue", "-h", "-o", "%i", "-j", ",".join(job_ids)], capture_output=True, text=True)
+        if not queue.stdout.strip():
+            break
+        time.sleep(2)
+    else:
+        subprocess.run(["scancel", *job_ids])
+        keep_logs(workdir)
+        pytest.fail(f"jobs {job_ids} still queued or running after {timeout} s")
+    states = {}
+    for job in job_ids:
+        info = subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True, text=True).stdout
+        for line in info.splitlines():
+            fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            states[fields["JobId"]] = f"{fields['JobState']} {fields['ExitCode']}"
+    return states
+
+
+def keep_logs(workdir: Path) -> str:
+    KEPT_LOGS.mkdir(exist_ok=True)
+    text = []
+    for log in sorted(workdir.glob("*.out")) + sorted(workdir.glob("**/.dask-*.log")):
+        shutil.copy(log, KEPT_LOGS / log.name)
+        text.append(f"== {log.name}\n{log.read_text()[-3000:]}")
+    return "\n".join(text)
+
+
+def assert_completed(states: dict[str, str], workdir: Path) -> None:
+    if not states or any(s != "COMPLETED 0:0" for s in states.values()):
+        pytest.fail(f"job states {states}\n{keep_logs(workdir)}")
+
+
+def test_pipeline_simulate_then_train_with_two_horovod_ranks(tmp_path):
+    env = job_env(tmp_path, PIPELINE_STAGES="simulate train", SBATCH_ARGS="--ntasks=2 --cpus-per-task=1 --time=20",
+                  SIM_OUT=tmp_path / "train", SIM_N=96, SIM_SEED=3, SIM_LENGTH=64, SIM_SHARD_SIZE=24,
+                  SIM_ARGS="--min-length 40 --no-progress",
+                  TRAIN_DATA=f"{tmp_path}/train/shard-*.h5", TRAIN_OUT=tmp_path / "model", TRAIN_TARGET="alpha",
+                  TRAIN_PRESET="cpu", TRAIN_EPOCHS=1, TRAIN_BATCH=8,
+                  TRAIN_ARGS="--steps-per-epoch 3 --patience 0 --no-progress")
+    out = subprocess.run([str(SLURM / "pipeline.sh")], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    jobs = dict(line.split() for line in out.stdout.splitlines())
+    assert list(jobs) == ["simulate", "train"]
+    queued = subprocess.run(["scontrol", "-o", "show", "job", jobs["train"]], capture_output=True, text=True).stdout
+    assert f"afterok:{jobs['simulate']}" in queued  # train waits for simulate (still running now)
+    assert_completed(wait_for(list(jobs.values()), tmp_path), tmp_path)
+
+    index = st.validate_store(tmp_path / "train")
+    assert index.kind == "training" and int(index.n_tracks.sum()) == 96 and len(index.shard_names) == 4
+    meta = json.loads((tmp_path / "model" / "model.json").read_text())
+    train_log = (tmp_path / f"anomalousnet-train-{jobs['train']}.out").read_text()
+    assert "horovodrun --gloo -np 2" in train_log
+    assert meta["heads"]["alpha"]["training"]["ranks"] == 2
+    assert (tmp_path / "model" / "alpha.weights.h5").is_file()
+
+
+def write_csv(path: Path, seed: int, n_tracks: int = 6, length: int = 60) -> None:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for idx in range(n_tracks):
+        xy = np.cumsum(rng.normal(scale=0.8, size=(length, 2)), axis=0) + rng.uniform(0, 100, 2)
+        rows += [(idx, t, x, y) for t, (x, y) in enumerate(xy)]
+    pd.DataFrame(rows, columns=["traj_idx", "frame", "x", "y"]).to_csv(path, index=False)
+
+
+def test_infer_job_array_two_tasks_write_valid_results(tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for i in range(3):
+        write_csv(inputs / f"trajs_fov_{i}.csv", seed=i)
+    env = job_env(tmp_path, INFER_INPUT=f"{inputs}/*.csv", INFER_OUT=tmp_path / "results", INFER_MODEL="default")
+    out = subprocess.run(["sbatch", "--parsable", "--array=0-1", "--cpus-per-task=1", str(SLURM / "infer.sbatch")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    array = out.stdout.strip().split(";")[0]
+    states = wait_for([array], tmp_path)
+    assert len(states) == 2, states
+    assert_completed(states, tmp_path)
+
+    tasks = sorted((tmp_path / "results").iterdir())
+    assert [t.name for t in tasks] == ["task-0000", "task-0001"]
+    segments = []
+    for task in tasks:
+        results = [p for p in task.rglob(st.INDEX_NAME)]
+        assert results, f"no results store in {task}"
+        for index_path in results:
+            assert st.validate_store(index_path.parent).kind == "results"
+        segments.append(pd.read_csv(task / "segments.csv"))
+    sources = [set(s["source"].map(lambda p: Path(p).name)) for s in segments]
+    assert sources == [{"trajs_fov_0.csv", "trajs_fov_2.csv"}, {"trajs_fov_1.csv"}]  # round-robin
