@@ -1,0 +1,194 @@
+"""The main job end to end with the built-in model: CSVs and videos in, a results store that
+validates, segments that cover every trajectory exactly, resume, bad inputs named and skipped."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from anomalousnet import changepoints as cp
+from anomalousnet import ensemble as ens
+from anomalousnet import pipeline
+from anomalousnet import store as st
+from anomalousnet import trajectory_io as tio
+
+MODEL = "default"
+
+
+def csv_fov(path, n, seed):
+    """An AnDi-style CSV of ``n`` simulated trajectories (andi-datasets models)."""
+    from anomalousnet.simulate import simulate_tracks
+
+    traj, _ = simulate_tracks(n, seed=seed)
+    plain = st.Trajectories(traj.offsets, {c: traj.points[c] for c in ("frame", "x", "y")},
+                            {"particle": traj.tracks["particle"]})
+    tio.write_andi_csv(path, plain)
+    return plain
+
+
+def check_results(out, expected_fovs, bundle_sha):
+    index = st.validate_store(out / "store")
+    assert index.kind == "results" and len(index.shard_names) == expected_fovs
+    n_segments = 0
+    for shard in st.iter_shards(out / "store"):
+        traj, seg = shard.trajectories, shard.tables["segments"]
+        cp.check_coverage(seg, traj)  # contiguous, from 0 to each track's length, no gaps or overlaps
+        assert set(seg["particle"].tolist()) == set(traj.tracks["particle"].tolist())
+        assert traj.points["pred_alpha"].dtype == np.float32 and traj.points["pred_state"].dtype == np.int8
+        assert np.all(np.isfinite(traj.points["pred_alpha"])) and np.all(traj.points["pred_K"] >= 0)
+        assert set(np.unique(traj.points["pred_state"])) <= {0, 1, 2, 3}
+        assert shard.attrs["model_sha256"] == bundle_sha
+        assert json.loads(shard.attrs["parameters"])["model_sha256"] == bundle_sha
+        e = shard.tables["ensemble"]
+        assert e["weight"].sum() == pytest.approx(1.0)
+        assert e["n_frames"].sum() == traj.n_points
+        n_segments += len(seg["start"])
+    table = pd.read_csv(out / "segments.csv")
+    assert len(table) == n_segments
+    return table
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    from anomalousnet.inference import load_bundle
+
+    return load_bundle(MODEL)
+
+
+def test_csv_inputs_end_to_end_resume_and_bad_files(tmp_path, bundle):
+    data = tmp_path / "data"
+    a = csv_fov(data / "exp_0" / "trajs_fov_0.csv", 25, seed=1)
+    csv_fov(data / "exp_1" / "trajs_fov_0.csv", 15, seed=2)  # same file name, other experiment
+    (data / "broken.csv").write_text("traj_idx,frame,x,y\n0,0,1.0,2.0\n0,2,1.5,2.5\n")  # frame 1 missing
+    out = tmp_path / "results"
+    options = pipeline.InferOptions(model=MODEL, workers=1, pixel_size_um=0.16, frame_interval_s=0.1,
+                                    progress=False)
+    summary = pipeline.run_infer([str(data / "exp_*" / "*.csv"), str(data / "broken.csv"),
+                                  str(data / "absent.csv")], out, options)
+    assert len(summary.written) == 2 and not summary.kept
+    assert set(summary.failed) == {str(data / "broken.csv"), str(data / "absent.csv")}
+    assert "trajectory 0: frame 1 missing" in summary.failed[str(data / "broken.csv")]
+    table = check_results(out, 2, bundle.sha256)
+    # K in physical units: um^2/s^alpha = K px^2/frame^alpha * px_size^2 / dt^alpha
+    expected = table["K"] * 0.16 ** 2 / 0.1 ** table["alpha"]
+    assert np.allclose(table["K_um2_per_s_alpha"], expected, rtol=1e-5)
+    assert set(table["source"]) == {str(data / "exp_0" / "trajs_fov_0.csv"), str(data / "exp_1" / "trajs_fov_0.csv")}
+    one = table[table["source"] == str(data / "exp_0" / "trajs_fov_0.csv")]
+    assert one.groupby("particle")["end"].max().to_dict() == dict(zip(a.tracks["particle"].tolist(),
+                                                                          a.lengths.tolist()))
+    ensemble_files = sorted((out / "ensemble").glob("*.txt"))
+    assert len(ensemble_files) == 2
+    matrix = np.loadtxt(ensemble_files[0], skiprows=1, delimiter=";", ndmin=2)
+    assert matrix.shape[0] == 5 and matrix[4].sum() == pytest.approx(1.0)
+    assert json.loads((out / "summary.json").read_text())["failed"] == summary.failed
+
+    # Re-run: complete shards are kept untouched; a lost shard (crash) is redone alone.
+    shards = sorted((out / "store").glob("*.h5"))
+    shards = [p for p in shards if p.name != st.INDEX_NAME]
+    mtimes = {p: p.stat().st_mtime_ns for p in shards}
+    shards[0].unlink()
+    st.tmp_path_for(shards[0]).write_bytes(b"half a shard")  # what a crash mid-write leaves
+    again = pipeline.run_infer([str(data / "exp_*" / "*.csv")], out, options)
+    assert again.written == [shards[0]] and again.kept == [shards[1]] and not again.failed
+    assert shards[1].stat().st_mtime_ns == mtimes[shards[1]]
+    assert not st.tmp_path_for(shards[0]).exists()
+    check_results(out, 2, bundle.sha256)
+
+
+def test_video_inputs_are_tracked_then_analysed(tmp_path, bundle):
+    from anomalousnet.video import SyntheticVideo
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for seed in (0, 1):
+        SyntheticVideo(n_frames=60, shape=(64, 64), n_particles=6, D=0.3, seed=seed).write(videos / f"v{seed}.tif")
+    (videos / "corrupt.tif").write_bytes(b"II*\x00 this is not a TIFF")
+    out = tmp_path / "results"
+    summary = pipeline.run_infer([str(videos / "*.tif")], out, pipeline.InferOptions(
+        model=MODEL, workers=1, report=True, progress=False))
+    assert list(summary.failed) == [str(videos / "corrupt.tif")]
+    assert len(summary.written) == 2
+    table = check_results(out, 2, bundle.sha256)
+    assert len(set(table["particle"])) >= 4
+    assert "K_um2_per_s_alpha" not in table  # no pixel size / frame interval given
+    assert st.validate_store(out / "tracks").kind == "trajectories"
+    for shard in st.iter_shards(out / "store"):
+        assert shard.attrs["source_path"].endswith(".tif") and shard.attrs["tracks_path"]
+        assert "vip" in shard.trajectories.tracks and "interpolated" in shard.trajectories.points
+    assert len(summary.figures) == 2
+    assert all(p.stat().st_size > 10_000 and p.read_bytes()[:4] == b"\x89PNG" for p in summary.figures)
+
+
+def test_cli_exit_status_and_segment_command(tmp_path):
+    csv_fov(tmp_path / "trajs_fov_0.csv", 12, seed=3)
+    out = tmp_path / "results"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    run = subprocess.run([sys.executable, "-m", "anomalousnet_cli", "infer", "--input", str(tmp_path / "*.csv"),
+                          str(tmp_path / "missing.csv"), "--out", str(out), "--model", MODEL, "--workers", "1"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 1, run.stderr
+    assert f"FAILED {tmp_path / 'missing.csv'}: no such file" in run.stderr
+    assert f"segments: {out / 'segments.csv'}" in run.stdout
+    before = pd.read_csv(out / "segments.csv")
+    seg = subprocess.run([sys.executable, "-m", "anomalousnet_cli", "segment", str(out / "store"),
+                          "--penalty", "1000"], capture_output=True, text=True, timeout=300, env=env)
+    assert seg.returncode == 0, seg.stderr
+    after = pd.read_csv(out / "segments.csv")
+    assert len(after) == 12 and len(before) >= 12  # a huge penalty leaves one segment per track
+    for shard in st.iter_shards(out / "store"):
+        cp.check_coverage(shard.tables["segments"], shard.trajectories)
+        assert json.loads(shard.attrs["parameters"])["segment"]["penalty"] == 1000
+
+
+def test_segment_command_rejects_a_store_without_predictions(tmp_path):
+    traj = st.Trajectories.from_arrays([{"x": np.arange(5.0), "y": np.zeros(5)}])
+    st.write_shard(tmp_path / "s.h5", traj)
+    st.write_index(tmp_path, "trajectories")
+    with pytest.raises(st.StoreError, match="no predictions"):
+        pipeline.segment_store(tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("a,b\n1,2\n", "missing column(s) traj_idx, frame, x, y"),
+    ("traj_idx,frame,x,y\n", "no rows"),
+    ("traj_idx,frame,x,y\n0,0,1.0,nan\n", "row 2: column y is"),
+    ("traj_idx,frame,x,y\n0,0.5,1.0,2.0\n", "row 2: frame 0.5 is not an integer"),
+    ("traj_idx,frame,x,y\n0,0,1,2\n0,1,1,2\n0,1,1,2\n", "trajectory 0: frame 1 given twice"),
+    ("traj_idx,frame,x,y\n3,0,1,2\n3,1,1,2\n3,4,1,2\n", "trajectory 3: frame 2 missing (jumps from 1 to 4)"),
+    (b"\xff\xfe\x00binary", "not a readable CSV"),
+])
+def test_csv_reader_names_file_and_problem(tmp_path, text, problem):
+    path = tmp_path / "t.csv"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(tio.TrajectoryFileError) as err:
+        tio.read_andi_csv(path)
+    assert str(path) in str(err.value) and problem in str(err.value)
+
+
+def test_csv_reader_sorts_rows_and_reads_andi_floats(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("traj_idx,frame,x,y\n1.0,5.0,0.5,0.25\n0.0,1.0,3,4\n1.0,4.0,0.0,0.0\n0.0,0.0,1,2\n")
+    traj = tio.read_andi_csv(path)
+    assert traj.tracks["particle"].tolist() == [0, 1]
+    assert traj.points["frame"].tolist() == [0, 1, 4, 5] and traj.points["x"].tolist() == [1, 3, 0, 0.5]
+    tio.write_andi_csv(tmp_path / "back.csv", traj)
+    again = tio.read_andi_csv(tmp_path / "back.csv")
+    assert np.array_equal(again.points["y"], traj.points["y"]) and again.offsets.tolist() == [0, 2, 4]
+
+
+def test_ensemble_is_frame_weighted_per_state():
+    seg = {"start": np.array([0, 10, 0, 0]), "end": np.array([10, 40, 20, 5]),
+           "alpha": np.array([0.5, 1.0, 0.7, 0.0]), "K": np.array([1.0, 2.0, 3.0, 0.0]),
+           "state": np.array([2, 2, 1, 0])}
+    e = ens.fov_ensemble(seg)
+    assert e["state"].tolist() == [0, 1, 2]
+    assert e["weight"].tolist() == pytest.approx([5 / 65, 20 / 65, 40 / 65])
+    assert e["alpha_mean"][2] == pytest.approx(0.25 * 0.5 + 0.75 * 1.0)
+    assert e["alpha_var"][2] == pytest.approx(0.25 * 0.375 ** 2 + 0.75 * 0.125 ** 2)
+    assert e["K_mean"][2] == pytest.approx(1.75) and e["K_var"][1] == 0.0
+    text = ens.format_andi(e, model="multi_state")
+    assert text.splitlines()[0] == "model: multi_state; num_state: 3 "
+    assert np.allclose(np.loadtxt(text.splitlines()[1:], delimiter=";"), ens.andi_matrix(e))
