@@ -41,6 +41,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from anomalousnet import store as st
+from anomalousnet.trajectory_io import read_andi_csv  # noqa: F401 (re-exported for callers)
 
 log = logging.getLogger(__name__)
 
@@ -252,79 +253,51 @@ def write_ensemble(path: os.PathLike | str, ensemble: EnsembleLabel) -> Path:
     return path
 
 
-def ensemble_from_labels(labels: Iterable[TrajectoryLabel], model: str = "predicted") -> EnsembleLabel:
-    """Ensemble of an experiment from its trajectories' segments: one column per predicted
-    diffusive state present, frame-weighted means and variances of alpha and K, weights the
-    fraction of frames in that state. States are how this project tells populations apart;
-    the W1 metric compares the mixtures, so the column order does not matter."""
-    a, k, s, w = [], [], [], []
+def labels_to_segments(labels: Iterable[TrajectoryLabel]) -> dict[str, np.ndarray]:
+    """Labels as a segments table (particle, start, end, alpha, K, state), as the pipeline writes it."""
+    rows = {c: [] for c in ("particle", "start", "end", "alpha", "K", "state")}
     for label in labels:
-        lengths = np.diff(label.bounds)
-        a += label.alpha
-        k += label.K
-        s += label.state
-        w += lengths.tolist()
-    a, k, s, w = (np.asarray(v, np.float64) for v in (a, k, s, w))
-    if not len(w):
+        b = label.bounds
+        rows["particle"] += [label.idx] * label.n_segments
+        rows["start"] += b[:-1].tolist()
+        rows["end"] += b[1:].tolist()
+        rows["alpha"] += label.alpha
+        rows["K"] += label.K
+        rows["state"] += label.state
+    dtypes = {"particle": np.int64, "start": np.int64, "end": np.int64, "state": np.int8}
+    return {c: np.array(v, dtype=dtypes.get(c, np.float64)) for c, v in rows.items()}
+
+
+def labels_from_segments(segments: Mapping[str, np.ndarray]) -> list[TrajectoryLabel]:
+    """A segments table (particle, start, end, alpha, K, state; rows of a track together,
+    contiguous from 0) -> one TrajectoryLabel per particle."""
+    particle = np.asarray(segments["particle"])
+    if not len(particle):
+        return []
+    starts = np.flatnonzero(np.r_[True, particle[1:] != particle[:-1]])
+    out = []
+    for a, b in zip(starts, np.r_[starts[1:], len(particle)]):
+        out.append(TrajectoryLabel.from_segments(int(particle[a]), segments["start"][a:b], segments["end"][a:b],
+                                                 segments["alpha"][a:b], segments["K"][a:b], segments["state"][a:b]))
+    return out
+
+
+def ensemble_from_labels(labels: Iterable[TrajectoryLabel], model: str = "predicted") -> EnsembleLabel:
+    """Ensemble of an experiment from its trajectories' segments (:func:`anomalousnet.ensemble.fov_ensemble`:
+    one column per predicted state, frame-weighted means and variances of alpha and K, weights the
+    share of frames). The W1 metric compares the mixtures, so the column order does not matter."""
+    from anomalousnet.ensemble import andi_matrix, fov_ensemble
+
+    table = fov_ensemble(labels_to_segments(labels))
+    if not len(table["state"]):
         return EnsembleLabel(model, np.array([[1.0], [0.0], [1.0], [0.0], [1.0]]))
-    columns = []
-    for state in np.unique(s):
-        m = s == state
-        wm = w[m] / w[m].sum()
-        mu_a, mu_k = float(wm @ a[m]), float(wm @ k[m])
-        columns.append([mu_a, float(wm @ (a[m] - mu_a) ** 2), mu_k, float(wm @ (k[m] - mu_k) ** 2),
-                        float(w[m].sum() / w.sum())])
-    return EnsembleLabel(model, np.array(columns, np.float64).T)
+    return EnsembleLabel(model, andi_matrix(table))
 
 
 # ----------------------------------------------------------------------------- trajectories, VIPs
 
-CSV_COLUMNS = ("traj_idx", "frame", "x", "y")
-
-
-def read_trajs_csv(path: os.PathLike | str) -> st.Trajectories:
-    """Read ``trajs_fov_F.csv`` (traj_idx, frame, x, y) into Trajectories: particle = traj_idx,
-    points sorted by particle then frame. AndiFormatError for missing columns or bad values."""
-    import pandas as pd
-
-    path = Path(path)
-    try:
-        df = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise AndiFormatError(path, f"not a readable CSV: {exc}") from None
-    missing = [c for c in CSV_COLUMNS if c not in df.columns]
-    if missing:
-        raise AndiFormatError(path, f"missing columns {missing}; found {list(df.columns)}")
-    df = df[list(CSV_COLUMNS)]
-    if df.isna().any().any() or not np.all(np.isfinite(df.to_numpy(np.float64))):
-        raise AndiFormatError(path, "NaN or infinite values")
-    ints = df[["traj_idx", "frame"]].to_numpy(np.float64)
-    if np.any(ints != np.round(ints)):
-        raise AndiFormatError(path, "traj_idx and frame must be integers")
-    table = pd.DataFrame({"particle": ints[:, 0].astype(np.int64), "frame": ints[:, 1].astype(np.int64),
-                          "x": df["x"].to_numpy(np.float64), "y": df["y"].to_numpy(np.float64)})
-    traj = st.Trajectories.from_dataframe(table)
-    for i in range(traj.n_tracks):
-        frames = traj.points["frame"][traj.offsets[i]:traj.offsets[i + 1]]
-        if np.any(np.diff(frames) != 1):
-            raise AndiFormatError(path, f"trajectory {traj.tracks['particle'][i]}: frames must be consecutive, "
-                                        f"one position per frame")
-    return traj
-
-
-def write_trajs_csv(path: os.PathLike | str, traj: st.Trajectories) -> Path:
-    """Write Trajectories as ``trajs_fov_F.csv`` (floats, as andi_datasets writes it)."""
-    import pandas as pd
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    df = pd.DataFrame({"traj_idx": np.repeat(traj.tracks["particle"], traj.lengths).astype(np.float64),
-                       "frame": np.asarray(traj.points["frame"], np.float64),
-                       "x": traj.points["x"], "y": traj.points["y"]})
-    tmp = path.with_name("." + path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+# The trajectory CSV (trajs_fov_F.csv) has its reader and writer in anomalousnet.trajectory_io
+# (read_andi_csv, write_andi_csv), shared with the inference pipeline.
 
 
 def read_vip_idx(path: os.PathLike | str) -> np.ndarray:
@@ -701,6 +674,8 @@ def _state_frames(pairs) -> dict[int, list[int]]:
     counts = {s: [0, 0] for s in STATES}
     for ref, sub in pairs:
         true, pred = ref.per_frame()["state"], sub.per_frame()["state"]
+        n = min(len(true), len(pred))  # a tracked VIP (track 1) may be shorter or longer
+        true, pred = true[:n], pred[:n]
         for s in STATES:
             m = true == s
             counts[s][0] += int(m.sum())
@@ -807,7 +782,7 @@ def run_public(public_dir: os.PathLike | str, sub_dir: os.PathLike | str, method
     for fov in tqdm(fovs, desc="fields of view", unit="fov", disable=not progress):
         t0 = time.perf_counter()
         if fov.track == 2:
-            traj = read_trajs_csv(fov.trajs)
+            traj = read_andi_csv(fov.trajs)
             lines = complete_labels(traj, _safe_method(method, traj, fov, summary), summary, 2)
             everything = lines
         else:
@@ -865,3 +840,65 @@ def _relabel_vips(traj: st.Trajectories, vip_rows: Mapping[int, int], by_particl
         if label is not None:
             labels.append(dataclasses.replace(label, idx=v))
     return sub, labels
+
+
+# ----------------------------------------------------------------------------- methods
+
+METHODS = ("model", "classical", "naive")
+
+
+def model_method(spec: str = "default", options=None, batch_size: int = 1024):
+    """The AnomalousNet pipeline as a method: per-frame predictions of the model bundle
+    ``spec`` (:func:`anomalousnet.inference.predict`), then change points and segments
+    (:func:`anomalousnet.changepoints.segment_trajectories`). Tracks for which the network
+    only gives its documented fallback (too short) get no label here, so the submission
+    writer counts them as fallbacks."""
+    from anomalousnet.changepoints import SegmentOptions, segment_trajectories
+    from anomalousnet.inference import load_bundle, predict
+
+    bundle = load_bundle(spec)
+    options = options or SegmentOptions()
+
+    def method(traj: st.Trajectories) -> list[TrajectoryLabel]:
+        pred = predict(bundle, traj, batch_size=batch_size)
+        points = dict(traj.points)
+        points.update({k: pred[k] for k in ("pred_alpha", "pred_K", "pred_state")})
+        labels = labels_from_segments(segment_trajectories(st.Trajectories(traj.offsets, points, traj.tracks),
+                                                           options))
+        fallback = np.asarray(pred.get("fallback", np.zeros(traj.n_tracks, bool)), bool)
+        skip = set(traj.tracks["particle"][fallback].tolist())
+        return [l for l in labels if l.idx not in skip]
+
+    method.bundle = bundle
+    return method
+
+
+def make_method(name: str, model: str = "default"):
+    """``model`` (the pipeline with bundle ``model``), ``classical`` or ``naive`` -> a method
+    (Trajectories -> list of TrajectoryLabel)."""
+    from anomalousnet import baselines
+
+    if name == "model":
+        return model_method(model)
+    if name == "classical":
+        return baselines.classical
+    if name == "naive":
+        return baselines.naive
+    raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+
+
+def default_tracker(options=None, work_dir: os.PathLike | str | None = None):
+    """A tracker for track 1: one video -> Trajectories with a per-track ``vip`` column, through
+    :func:`anomalousnet.tracking.track_video` (trackpy, in this process) and a temporary shard."""
+    import tempfile
+
+    from anomalousnet import tracking
+
+    options = options or tracking.TrackOptions()
+
+    def tracker(video: Path) -> st.Trajectories:
+        with tempfile.TemporaryDirectory(dir=work_dir, prefix="andi-track-") as tmp:
+            shard = tracking.track_video(video, Path(tmp) / "video.h5", options, command="andi run")
+            return st.read_shard(shard).trajectories
+
+    return tracker

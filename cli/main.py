@@ -15,6 +15,10 @@ COMMANDS = {
     "infer": "anomalousnet_cli.infer_cmd:infer",
     "segment": "anomalousnet_cli.infer_cmd:segment",
     "simulate": "anomalousnet_cli.simulate_cmd:simulate",
+    "andi": "anomalousnet_cli.andi_cmd:andi",
+    "benchmark": "anomalousnet_cli.benchmark_cmd:benchmark",
+    "train": "anomalousnet_cli.train_cmd:train",
+    "track": "anomalousnet_cli.track_cmd:track",
 }
 
 

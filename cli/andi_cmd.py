@@ -1,0 +1,67 @@
+"""``anomalousnet-batch andi``: 2nd AnDi Challenge submissions and official scoring."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.group()
+def andi() -> None:
+    """2nd AnDi Challenge (2024): write submissions from public data, score them officially."""
+
+
+@andi.command()
+@click.option("--sub", "sub_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Submission folder (track_T/exp_E/fov_F.txt, ensemble_labels.txt).")
+@click.option("--ref", "ref_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Reference folder (track_T/exp_E/traj_labs_fov_F.txt, ensemble_labels.txt, vip_idx_fov_F.txt).")
+@click.option("--tracks", type=click.Choice(["1", "2"]), multiple=True,
+              help="Tracks to score (repeatable; default: every track of the reference).")
+@click.option("--no-ensemble", is_flag=True, help="Skip the ensemble task (about 1 s per experiment).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
+def score(sub_dir: str, ref_dir: str, tracks: tuple[str, ...], no_ensemble: bool, as_json: bool) -> None:
+    """Score a submission with the official metrics (andi_datasets.utils_challenge), overall and
+    per experiment. Missing or malformed submission files and lines are listed and left out of
+    the scores (the official scorer would give them maximum error silently); exit status 1 then."""
+    from anomalousnet import andi as an
+
+    try:
+        report = an.score(sub_dir, ref_dir, [int(t) for t in tracks] or None, ensemble=not no_ensemble)
+    except an.AndiFormatError as exc:
+        raise click.ClickException(f"bad reference: {exc}") from None
+    click.echo(report.to_json() if as_json else an.format_table(report))
+    if report.problems:
+        click.echo(f"INCOMPLETE: {len(report.problems)} problem(s) in {sub_dir}; see the list above", err=True)
+        sys.exit(1)
+
+
+@andi.command()
+@click.option("--public", "public_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Public data (track_2/exp_E/trajs_fov_F.csv; track_1/exp_E/videos_fov_F.tiff + vip_idx_fov_F.txt).")
+@click.option("--out", "sub_dir", required=True, type=click.Path(file_okay=False), help="Submission folder to write.")
+@click.option("--tracks", type=click.Choice(["1", "2"]), multiple=True, help="Tracks to run (default: 1 and 2).")
+@click.option("--method", type=click.Choice(["model", "classical", "naive"]), default="model", show_default=True,
+              help="model: the AnomalousNet pipeline; classical / naive: the baselines.")
+@click.option("--model", "model_spec", default="default", show_default=True,
+              help="Model bundle: 'default' (built in) or a bundle directory.")
+def run(public_dir: str, sub_dir: str, tracks: tuple[str, ...], method: str, model_spec: str) -> None:
+    """Write a submission the official scorer accepts: a line for every trajectory (track 2) or
+    exactly the VIPs (track 1), and ensemble_labels.txt per experiment. Trajectories the method
+    cannot handle get a fallback line; their number is reported."""
+    from anomalousnet import andi as an
+
+    track_list = [int(t) for t in tracks] or [1, 2]
+    try:
+        summary = an.run_public(public_dir, sub_dir, an.make_method(method, model_spec), track_list,
+                                tracker=an.default_tracker() if 1 in track_list else None)
+    except (an.AndiFormatError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for track in sorted(summary.n_trajectories):
+        click.echo(f"track {track}: {summary.n_trajectories[track]} trajectory lines, "
+                   f"{summary.n_fallback.get(track, 0)} fallback, {summary.seconds.get(track, 0.0):.1f} s")
+    for reason, n in sorted(summary.fallback_reasons.items()):
+        click.echo(f"  fallback: {n} x {reason}")
+    for failure in summary.failures:
+        click.echo(f"  method failed on {failure}", err=True)
+    click.echo(f"wrote {len(summary.written)} files under {sub_dir}")

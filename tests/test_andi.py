@@ -1,0 +1,235 @@
+"""AnDi-2 formats, official scoring with reported problems, submissions from public data."""
+import random
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anomalousnet import andi, baselines
+from anomalousnet import store as st
+
+CLI = [sys.executable, "-m", "anomalousnet_cli"]
+
+
+def _andi_dataset(root: Path, models=(1, 2), fovs=(2, 1), seed=3):
+    """Reference and public folders made by andi_datasets itself (one call per FOV, as its
+    reorganiser handles only one FOV per call), plus a track-1 reference over the same labels
+    with VIPs 0, 2, 4 (the scorer needs no video)."""
+    import stochastic.random
+    from andi_datasets.datasets_challenge import challenge_phenom_dataset
+
+    np.random.seed(seed)
+    random.seed(seed)
+    stochastic.random.seed(seed)
+    ref, public = root / "ref", root / "public"
+    for exp, (model, n_fovs) in enumerate(zip(models, fovs)):
+        for fov in range(n_fovs):
+            raw = root / "raw" / f"e{exp}f{fov}"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                challenge_phenom_dataset(experiments=[model], num_fovs=1, save_data=True, path=raw, files_reorg=True,
+                                         path_reorg="ref/", save_labels_reorg=True)
+            src = raw / "ref" / "track_2" / "exp_0"
+            for track in (1, 2):
+                dst = ref / f"track_{track}" / f"exp_{exp}"
+                dst.mkdir(parents=True, exist_ok=True)
+                shutil.copy(src / "traj_labs_fov_0.txt", dst / f"traj_labs_fov_{fov}.txt")
+                shutil.copy(src / "ensemble_labels.txt", dst / "ensemble_labels.txt")
+            andi.write_vip_idx(ref / "track_1" / f"exp_{exp}" / f"vip_idx_fov_{fov}.txt", [0, 2, 4])
+            (public / "track_2" / f"exp_{exp}").mkdir(parents=True, exist_ok=True)
+            shutil.copy(src / "trajs_fov_0.csv", public / "track_2" / f"exp_{exp}" / f"trajs_fov_{fov}.csv")
+    return ref, public
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return _andi_dataset(tmp_path_factory.mktemp("andi"))
+
+
+def test_label_line_round_trip_and_parse_errors(tmp_path):
+    label = andi.TrajectoryLabel(7, (1.5, 0.01), (0.8, 0.3), (2, 0), (120,), 200)
+    path = andi.write_labels(tmp_path / "fov_0.txt", [label])
+    assert path.read_text() == "7,1.5,0.8,2,120,0.01,0.3,0,200\n"
+    back, problems = andi.read_labels(path)
+    assert back == [label] and not problems
+    assert back[0].per_frame()["state"].tolist() == [2] * 120 + [0] * 80
+    for bad, why in [("1,1.0,1.0,2", "fields"), ("1,1.0,x,2,200", "not a number"), ("1,1.0,1.0,2.5,200", "integers"),
+                     ("1,1,1,2,150,1,1,2,100", "increase"), ("1,nan,1,2,200", "NaN")]:
+        (tmp_path / "bad.txt").write_text(bad + "\n")
+        with pytest.raises(andi.AndiFormatError, match=why) as err:
+            andi.read_labels(tmp_path / "bad.txt")
+        assert "bad.txt:1" in str(err.value)
+
+
+def test_ensemble_round_trip_and_errors(tmp_path):
+    ens = andi.EnsembleLabel("multi_state", np.array([[1.1, 0.5], [0.01, 0.01], [1.0, 0.05], [0.01, 0.0005],
+                                                      [0.7, 0.3]]))
+    back = andi.read_ensemble(andi.write_ensemble(tmp_path / "ensemble_labels.txt", ens))
+    assert back.model == "multi_state" and np.array_equal(back.matrix, ens.matrix)
+    # the official reader (np.loadtxt, skiprows=1, ';') reads the same numbers
+    assert np.array_equal(np.loadtxt(tmp_path / "ensemble_labels.txt", skiprows=1, delimiter=";"), ens.matrix)
+    (tmp_path / "e.txt").write_text("model: x; num_state: 1\n1\n2\n3\n")
+    with pytest.raises(andi.AndiFormatError, match="3 rows of numbers; expected 5"):
+        andi.read_ensemble(tmp_path / "e.txt")
+
+
+def test_reference_submitted_as_prediction_scores_perfectly(dataset, tmp_path):
+    ref, _ = dataset
+    andi.reference_as_submission(ref, tmp_path / "sub")
+    assert sorted(p.name for p in (tmp_path / "sub" / "track_1" / "exp_0").iterdir()) == \
+        ["ensemble_labels.txt", "fov_0.txt", "fov_1.txt"]
+    report = andi.score(tmp_path / "sub", ref)
+    assert report.complete and report.tracks() == [1, 2]
+    for track in (1, 2):
+        overall = report.overall(track)
+        assert overall["cp_rmse"] == 0 and overall["cp_jaccard"] == 1 and overall["alpha_mae"] == 0
+        assert overall["K_msle"] == 0 and overall["state_f1"] == 1
+        assert overall["ens_alpha_w1"] == pytest.approx(0, abs=1e-9) and overall["ens_K_w1"] == pytest.approx(0, abs=1e-9)
+        assert overall["n_scored"] == overall["n_expected"] > 0
+    assert report.overall(1)["n_expected"] == 3 * 3  # three VIPs in each of three FOVs
+    assert all(v["recall"] in (None, 1.0) for v in report.state_recall(2).values())
+
+
+def test_missing_fov_file_is_reported_not_scored_at_maximum_error(dataset, tmp_path):
+    ref, _ = dataset
+    sub = tmp_path / "sub"
+    andi.reference_as_submission(ref, sub, tracks=[2])
+    (sub / "track_2" / "exp_0" / "fov_1.txt").unlink()
+    report = andi.score(sub, ref, tracks=[2], ensemble=False)
+    assert [(p.kind, Path(p.path).name) for p in report.problems] == [("missing_file", "fov_1.txt")]
+    exp0 = report.experiments[0]
+    n_fov1 = len(andi.read_labels(ref / "track_2" / "exp_0" / "traj_labs_fov_1.txt")[0])
+    assert exp0.n_scored == exp0.n_expected - n_fov1
+    assert exp0.metrics["alpha_mae"] == 0 and exp0.metrics["cp_jaccard"] == 1  # the rest still scores perfectly
+    out = subprocess.run([*CLI, "andi", "score", "--sub", str(sub), "--ref", str(ref), "--tracks", "2",
+                          "--no-ensemble"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1
+    assert "missing_file" in out.stdout and "fov_1.txt" in out.stdout and "INCOMPLETE" in out.stderr
+
+
+def test_malformed_lines_and_wrong_indices_are_reported(dataset, tmp_path):
+    ref, _ = dataset
+    sub = tmp_path / "sub"
+    andi.reference_as_submission(ref, sub)
+    path = sub / "track_2" / "exp_1" / "fov_0.txt"
+    lines = path.read_text().splitlines()
+    first = andi.parse_label_line(lines[0].split(","))
+    lines[0] = "garbage,1"
+    lines[1] = lines[1] + ",5"  # wrong field count
+    lines.append(",".join(andi.fallback_label(9999, 10).to_fields()))  # not a trajectory of the reference
+    lines.append(",".join(andi.fallback_label(lines_idx := andi.parse_label_line(lines[2].split(",")).idx,
+                                              first.T + 1000).to_fields()))  # duplicate index
+    path.write_text("\n".join(lines) + "\n")
+    (sub / "track_1" / "exp_1" / "fov_0.txt").write_text(
+        ",".join(andi.fallback_label(1, 200).to_fields()) + "\n")  # 1 is not a VIP; 0, 2, 4 are missing
+    (sub / "track_2" / "exp_0" / "ensemble_labels.txt").write_text("model: x; num_state: 1\n1;2\n")
+    report = andi.score(sub, ref)
+    kinds = sorted(p.kind for p in report.problems)
+    assert kinds == sorted(["malformed_line", "malformed_line", "unexpected_trajectory", "duplicate_trajectory",
+                            "missing_trajectory", "unexpected_trajectory", "missing_trajectory", "malformed_file"])
+    assert any("track 1 takes exactly the VIP indices" in p.detail for p in report.problems)
+    exp1 = [e for e in report.experiments if e.track == 2 and e.exp == 1][0]
+    assert exp1.n_scored == exp1.n_expected - 2 and exp1.metrics["alpha_mae"] == 0
+    assert lines_idx >= 0
+
+
+def test_scores_equal_the_official_scorer(dataset, tmp_path):
+    """Same numbers as andi_datasets.utils_challenge.codalab_scoring_local on a complete,
+    imperfect submission (the classical baseline)."""
+    from andi_datasets.utils_challenge import codalab_scoring_local
+
+    ref, public = dataset
+    sub = tmp_path / "sub"
+    summary = andi.run_public(public, sub, baselines.classical, tracks=[2], progress=False)
+    assert summary.n_fallback == {}
+    report = andi.score(sub, ref, tracks=[2])
+    assert report.complete
+    ref2 = tmp_path / "ref2"  # the official scorer needs every track of the reference submitted
+    shutil.copytree(ref / "track_2", ref2 / "track_2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        codalab_scoring_local(str(sub) + "/", str(ref2) + "/", str(tmp_path / "out"))
+    official = dict(line.split(": ") for line in (tmp_path / "out" / "scores.txt").read_text().splitlines())
+    ours = report.overall(2)
+    names = {"cp": "cp_rmse", "JI": "cp_jaccard", "alpha": "alpha_mae", "D": "K_msle", "state": "state_f1"}
+    for key, name in names.items():
+        assert ours[name] == pytest.approx(float(official[f"tr2.ta1.{key}"]), rel=1e-9, abs=1e-12), name
+    assert ours["ens_alpha_w1"] == pytest.approx(float(official["tr2.ta2.alpha"]), rel=1e-9)
+    assert ours["ens_K_w1"] == pytest.approx(float(official["tr2.ta2.D"]), rel=1e-9)
+    assert 0 < ours["alpha_mae"] < 0.5 and ours["state_f1"] > 0.5  # an imperfect but sane method
+
+
+def test_run_writes_a_line_for_every_trajectory_and_counts_fallbacks(dataset, tmp_path):
+    ref, public = dataset
+    from andi_datasets.utils_challenge import load_file_to_df
+
+    def fails_on_second_fov(traj):
+        if traj.n_tracks and traj.tracks["particle"].tolist() == \
+                andi.read_andi_csv(public / "track_2" / "exp_0" / "trajs_fov_1.csv").tracks["particle"].tolist():
+            raise RuntimeError("cannot handle this field of view")
+        labels = baselines.classical(traj)
+        return labels[1:]  # the first trajectory is left to the fallback
+
+    summary = andi.run_public(public, tmp_path / "sub", fails_on_second_fov, tracks=[2], progress=False)
+    n_fov1 = andi.read_andi_csv(public / "track_2" / "exp_0" / "trajs_fov_1.csv").n_tracks
+    assert summary.n_fallback[2] == n_fov1 + 2  # whole FOV 1 of exp 0, one trajectory of each other FOV
+    assert len(summary.failures) == 1 and "cannot handle" in summary.failures[0]
+    for exp, fov in [(0, 0), (0, 1), (1, 0)]:
+        trajs = andi.read_andi_csv(public / "track_2" / f"exp_{exp}" / f"trajs_fov_{fov}.csv")
+        df = load_file_to_df(andi.submission_path(tmp_path / "sub", 2, exp, fov))  # the official parser
+        assert sorted(df.traj_idx.astype(int)) == sorted(trajs.tracks["particle"].tolist())
+        assert [cp[-1] for cp in df.changepoints] == [float(n) for n in trajs.lengths]
+    assert andi.score(tmp_path / "sub", ref, tracks=[2], ensemble=False).complete
+
+
+def test_track1_run_writes_exactly_the_vip_indices(tmp_path):
+    """Videos tracked by trackpy (anomalousnet.tracking): the submission holds one line per VIP
+    index, in the official format, and scores against a reference built from the video's truth."""
+    from andi_datasets.utils_challenge import load_file_to_df
+
+    from anomalousnet.video import SyntheticVideo
+
+    public, ref = tmp_path / "public", tmp_path / "ref"
+    video = SyntheticVideo(n_frames=60, shape=(64, 64), n_particles=6, D=0.2, seed=4)
+    exp_dir = public / "track_1" / "exp_0"
+    exp_dir.mkdir(parents=True)
+    truth = video.write(exp_dir / "videos_fov_0.tiff", vips=3, layout="andi")
+    vips = [0, 2, 1, 5]  # 5 has no label mark in the video: tracking cannot find it
+    andi.write_vip_idx(exp_dir / "vip_idx_fov_0.txt", vips)
+    summary = andi.run_public(public, tmp_path / "sub", baselines.classical, tracks=[1], tracker=andi.default_tracker(),
+                              progress=False)
+    df = load_file_to_df(tmp_path / "sub" / "track_1" / "exp_0" / "fov_0.txt")
+    assert sorted(df.traj_idx.astype(int)) == sorted(vips)
+    assert summary.fallback_reasons == {"not found by tracking": 1}
+    # reference from the truth: Brownian, alpha 1, K = D, state free, whole video
+    labels = [andi.TrajectoryLabel(int(p), (0.2,), (1.0,), (2,), (), 60) for p in sorted(truth.particle.unique())]
+    andi.write_labels(ref / "track_1" / "exp_0" / "traj_labs_fov_0.txt", labels)
+    andi.write_vip_idx(ref / "track_1" / "exp_0" / "vip_idx_fov_0.txt", vips)
+    report = andi.score(tmp_path / "sub", ref, tracks=[1], ensemble=False)
+    assert report.complete and report.overall(1)["n_scored"] == 4
+    lines = {l.idx: l for l in andi.read_labels(tmp_path / "sub" / "track_1" / "exp_0" / "fov_0.txt")[0]}
+    assert all(lines[v].T == 60 for v in (0, 1, 2))  # tracked over the whole video
+    assert all(abs(np.log(k / 0.2)) < np.log(2) for v in (0, 1, 2) for k in lines[v].K)
+
+
+def test_cli_run_then_score(dataset, tmp_path):
+    ref, public = dataset
+    out = subprocess.run([*CLI, "andi", "run", "--public", str(public), "--out", str(tmp_path / "sub"), "--tracks", "2",
+                          "--method", "naive"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "track 2:" in out.stdout and "0 fallback" in out.stdout
+    out = subprocess.run([*CLI, "andi", "score", "--sub", str(tmp_path / "sub"), "--ref", str(ref), "--tracks", "2",
+                          "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    report = json.loads(out.stdout)
+    assert report["complete"] and report["tracks"]["2"]["overall"]["n_scored"] > 0
+    assert [e["exp"] for e in report["tracks"]["2"]["experiments"]] == [0, 1]
+    out = subprocess.run([*CLI, "andi", "run", "--public", str(tmp_path / "nowhere"), "--out", str(tmp_path / "s2")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "nowhere" in out.stderr
