@@ -1,0 +1,494 @@
+"""Training the Attention U-Nets: a tf.GradientTape loop, distributed with Horovod when launched so.
+
+Started by ``horovodrun -np N ...`` (or an MPI launcher) the same code runs one rank per
+process / GPU. The distributed parts are the visible handful of lines of Horovod's own
+TensorFlow 2 examples: ``hvd.init()``, pin one GPU per rank, scale the learning rate by
+the number of ranks, broadcast the initial weights and optimizer state from rank 0,
+average gradients with ``hvd.DistributedGradientTape``, average metrics, and let rank 0
+alone write checkpoints, logs and the bundle. Each rank reads its own shards
+(``shards[rank::size]``). Horovod is handed the underlying ``tf.Variable`` of each Keras 3
+variable (``v.value``): its Keras callbacks do not work with Keras 3, its core API does.
+Started plainly, it is ordinary single-process training (Horovod is not imported).
+
+``batch_size`` is per rank: N ranks see N x batch_size windows per step, hence the
+learning rate x N. Losses are per-sample means over real frames then a batch mean, and the
+networks have no batch-dependent layers, so N ranks with batch_size each compute exactly
+the loss of one process with the N x batch_size global batch.
+
+Checkpoints (rank 0, after every epoch) live in ``OUT/checkpoints/TARGET/``: the weights,
+the best weights so far, the optimizer's variables (Adam moments, iteration count) and a
+JSON state (epoch, best validation loss, epochs without improvement, history). ``resume``
+restores all of it and continues with the next epoch; per-epoch random streams are derived
+from (seed, rank, epoch), so a resumed run repeats the uninterrupted one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import logging
+import os
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from anomalousnet import features as ft
+from anomalousnet import store as st
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+TARGET_CHOICES = ("alpha", "K", "state", "all")
+
+
+class TrainingError(ValueError):
+    """Bad training input (data, options or checkpoint); the message names the path or value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Training options.
+
+    target: "alpha", "K" or "state" (one head; "all" is handled by :func:`train`).
+    preset: network size ("cpu" or "paper", see anomalousnet.model.PRESETS).
+    epochs: maximum number of epochs (passes over the training windows).
+    batch_size: windows per step **per rank**.
+    learning_rate: Adam learning rate for one rank (multiplied by the number of ranks).
+    val_fraction: share of each shard's tracks held out for validation.
+    patience: stop after this many epochs without a better validation loss (0: never).
+    steps_per_epoch: cap on steps per epoch (None: one pass over the data).
+    max_windows: cap on training windows read per rank (None: all).
+    seed: seeds the split, crops, rotations and initial weights.
+    mixed_precision: float16 compute on GPUs ("auto": when a GPU is present).
+    """
+
+    target: str = "alpha"
+    preset: str = "cpu"
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    val_fraction: float = 0.1
+    patience: int = 5
+    steps_per_epoch: int | None = None
+    max_windows: int | None = None
+    seed: int = 0
+    mixed_precision: str = "auto"
+    features: ft.FeatureConfig = ft.FeatureConfig()
+
+    def __post_init__(self):
+        if self.target not in ("alpha", "K", "state"):
+            raise TrainingError(f"target {self.target!r}: choose alpha, K or state")
+        if self.epochs < 1 or self.batch_size < 1 or not 0 < self.val_fraction < 1:
+            raise TrainingError(f"invalid epochs/batch size/validation fraction in {self}")
+
+
+# ----------------------------------------------------------------------------- ranks
+
+class Ranks:
+    """Rank, size and the few collective operations; Horovod only when launched by a launcher."""
+
+    def __init__(self, hvd=None):
+        self.hvd = hvd
+        self.rank = hvd.rank() if hvd else 0
+        self.size = hvd.size() if hvd else 1
+        self.local_rank = hvd.local_rank() if hvd else 0
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    def allreduce(self, values: np.ndarray, op: str = "sum") -> np.ndarray:
+        if not self.hvd:
+            return np.asarray(values, np.float64)
+        ops = {"sum": self.hvd.Sum, "mean": self.hvd.Average, "min": self.hvd.Min}
+        return self.hvd.allreduce(np.asarray(values, np.float64), op=ops[op], name=None).numpy()
+
+    def broadcast(self, variables) -> None:
+        if self.hvd:
+            self.hvd.broadcast_variables([v.value for v in variables], root_rank=0)
+
+
+def launched_distributed(environ=os.environ) -> bool:
+    """Whether a launcher started this process as one of several ranks (horovodrun, mpirun, srun)."""
+    if "HOROVOD_RANK" in environ:  # horovodrun (gloo)
+        return True
+    for key in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"):
+        if int(environ.get(key, "1") or 1) > 1:
+            return True
+    return False
+
+
+def init_ranks(distributed: bool | None = None) -> Ranks:
+    """Initialise Horovod when launched as one of several ranks; pin one GPU per rank."""
+    import tensorflow as tf
+
+    distributed = launched_distributed() if distributed is None else distributed
+    hvd = None
+    if distributed:
+        try:
+            import horovod.tensorflow as hvd
+        except ImportError as exc:
+            raise TrainingError(f"launched as one of several ranks but Horovod is not installed ({exc}); "
+                                "install the `horovod` extra (make horovod)") from None
+        hvd.init()
+    ranks = Ranks(hvd)
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        tf.config.set_visible_devices(gpus[ranks.local_rank % len(gpus)], "GPU")
+    return ranks
+
+
+# ----------------------------------------------------------------------------- data
+
+def resolve_shards(patterns: list[str] | str) -> list[Path]:
+    """Training shards named by store directories, shard files or glob patterns of either."""
+    patterns = [patterns] if isinstance(patterns, (str, Path)) else list(patterns)
+    shards: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(str(pattern))) or ([str(pattern)] if Path(pattern).exists() else [])
+        if not matches:
+            raise TrainingError(f"{pattern}: no training store or shard matches")
+        for match in matches:
+            path = Path(match)
+            if path.is_dir():
+                index = st.read_index(path)
+                if index.kind != "training":
+                    raise TrainingError(f"{path}: a {index.kind!r} store, not a training store")
+                shards += [path / name for name in index.shard_names]
+            elif path.name != st.INDEX_NAME:
+                shards.append(path)
+    return sorted(dict.fromkeys(shards))
+
+
+def split_tracks(n_tracks: int, val_fraction: float, seed: int, shard_name: str) -> np.ndarray:
+    """Boolean mask of the tracks held out for validation (fixed for a shard and seed)."""
+    rng = np.random.default_rng([seed, zlib.crc32(shard_name.encode())])
+    n_val = int(round(n_tracks * val_fraction))
+    mask = np.zeros(n_tracks, bool)
+    mask[rng.permutation(n_tracks)[:n_val]] = True
+    return mask
+
+
+def load_rank_data(shards: list[Path], ranks: Ranks, config: TrainConfig
+                   ) -> tuple[ft.TrainingWindows, ft.TrainingWindows, list[Path]]:
+    """This rank's training and validation windows from its own shards (shards[rank::size])."""
+    if len(shards) < ranks.size:
+        raise TrainingError(f"{len(shards)} training shard(s) for {ranks.size} ranks: each rank reads its own "
+                            "shards, so simulate at least as many shards as ranks")
+    mine = shards[ranks.rank::ranks.size]
+    train_parts, val_parts = [], []
+    for path in mine:
+        shard = st.read_shard(path)
+        if shard.attrs["kind"] != "training":
+            raise TrainingError(f"{path}: kind {shard.attrs['kind']!r}, not a training shard "
+                                "(needs per-frame alpha, K, state labels)")
+        traj = shard.trajectories
+        val = split_tracks(traj.n_tracks, config.val_fraction, config.seed, path.name)
+        windows = ft.training_windows(traj, config.features)
+        # A window belongs to the split of its track (windows are in track order).
+        n_windows = _windows_per_track(traj, config.features)
+        win_val = np.repeat(val, n_windows)
+        train_parts.append(windows.subset(np.flatnonzero(~win_val)))
+        val_parts.append(windows.subset(np.flatnonzero(win_val)))
+    train = ft.TrainingWindows.concatenate(train_parts)
+    val = ft.TrainingWindows.concatenate(val_parts)
+    if config.max_windows and len(train) > config.max_windows:
+        train = train.subset(np.arange(config.max_windows))
+    if len(train) == 0:
+        raise TrainingError(f"rank {ranks.rank}: no training windows in {[str(p) for p in mine]}")
+    return train, val, mine
+
+
+def _windows_per_track(traj, cfg: ft.FeatureConfig) -> np.ndarray:
+    lengths = traj.lengths
+    n = np.where(lengths <= cfg.length, 1, np.ceil((lengths - cfg.length) / cfg.stride).astype(np.int64) + 1)
+    return np.where(lengths >= cfg.min_points, n, 0)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def checkpoint_dir(out: Path, target: str) -> Path:
+    return Path(out) / CHECKPOINTS / target
+
+
+def save_checkpoint(ckpt: Path, model, optimizer, state: dict, best: bool) -> None:
+    """Weights, optimizer variables and loop state of the finished epoch (state.json last: the commit)."""
+    ckpt.mkdir(parents=True, exist_ok=True)
+    model.save_weights(ckpt / "last.weights.h5")
+    if best:
+        model.save_weights(ckpt / "best.weights.h5")
+    opt = {f"v{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)}
+    np.savez(ckpt / ".optimizer.tmp.npz", **opt)
+    os.replace(ckpt / ".optimizer.tmp.npz", ckpt / "optimizer.npz")
+    tmp = ckpt / ".state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, ckpt / "state.json")
+
+
+def load_checkpoint(ckpt: Path, model, optimizer) -> dict:
+    """Restore weights and optimizer variables; returns the loop state. Raises TrainingError."""
+    state_path = ckpt / "state.json"
+    if not state_path.is_file():
+        raise TrainingError(f"{ckpt}: no checkpoint to resume from (state.json missing)")
+    state = json.loads(state_path.read_text())
+    model.load_weights(ckpt / "last.weights.h5")
+    with np.load(ckpt / "optimizer.npz") as saved:
+        values = [saved[k] for k in sorted(saved.files)]
+    if len(values) != len(optimizer.variables):
+        raise TrainingError(f"{ckpt}/optimizer.npz: {len(values)} variables, the optimizer has "
+                            f"{len(optimizer.variables)} (checkpoint of another preset?)")
+    for var, value in zip(optimizer.variables, values):
+        var.assign(value)
+    return state
+
+
+# ----------------------------------------------------------------------------- loop
+
+@dataclasses.dataclass
+class HeadResult:
+    target: str
+    epochs_done: int
+    best_epoch: int
+    validation: dict
+    history: list
+    n_train_windows: int
+    n_val_windows: int
+    trajectories_per_s: float
+
+
+def _metric_keys(target: str) -> list[str]:
+    """Names of the summed validation figures (fixed, so every rank all-reduces the same vector)."""
+    return {"alpha": ["frames", "abs_err"], "K": ["frames", "sq_log_err"],
+            "state": ["frames", "correct"] + [f"{p}_{k}" for k in range(4) for p in ("n", "hit")]}[target]
+
+
+def _validation_figures(target: str, sums: dict) -> dict:
+    frames = max(sums["frames"], 1.0)
+    if target == "alpha":
+        return {"alpha_mae": sums["abs_err"] / frames, "frames": int(sums["frames"])}
+    if target == "K":
+        return {"K_norm_msle": sums["sq_log_err"] / frames, "frames": int(sums["frames"])}
+    out = {"state_accuracy": sums["correct"] / frames, "frames": int(sums["frames"])}
+    for k, name in enumerate(ft.STATES):
+        n = sums[f"n_{k}"]
+        out[f"recall_{name}"] = sums[f"hit_{k}"] / n if n else None
+    return out
+
+
+def make_optimizer(learning_rate: float, ranks: Ranks, mixed: bool = False):
+    """Adam with the learning rate scaled by the number of ranks (each step sees ranks x batch)."""
+    import keras
+
+    optimizer = keras.optimizers.Adam(learning_rate * ranks.size)
+    return keras.optimizers.LossScaleOptimizer(optimizer) if mixed else optimizer
+
+
+def make_train_step(net, optimizer, target: str, ranks: Ranks, mixed: bool = False):
+    """One compiled optimisation step; under Horovod the gradients are averaged over the ranks.
+
+    Returns ``step(inputs, y, mask) -> loss`` (this rank's loss on its part of the batch).
+    """
+    import tensorflow as tf
+
+    from anomalousnet import model as mdl
+
+    variables = net.trainable_variables
+
+    @tf.function
+    def train_step(x, y, mask):
+        with tf.GradientTape() as tape:
+            pred = net(x, training=True)
+            loss = mdl.masked_loss(target, y, pred, mask)
+            scaled = optimizer.scale_loss(loss) if mixed else loss
+        if ranks.hvd:
+            tape = ranks.hvd.DistributedGradientTape(tape)
+        # Horovod works on the underlying tf.Variables of the Keras 3 variables.
+        grads = tape.gradient(scaled, [v.value for v in variables])
+        optimizer.apply_gradients(zip(grads, variables))
+        return loss
+
+    return train_step
+
+
+def train_head(shards: list[Path], out: Path, config: TrainConfig, ranks: Ranks, resume: bool = False,
+               progress: bool = True) -> HeadResult:
+    """Train one head; rank 0 writes checkpoints and ``OUT/TARGET.weights.h5`` (best epoch)."""
+    import keras
+    import tensorflow as tf
+
+    from anomalousnet import model as mdl
+
+    mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and
+                                                tf.config.list_physical_devices("GPU"))
+    keras.mixed_precision.set_dtype_policy("mixed_float16" if mixed else "float32")
+    keras.utils.set_random_seed(config.seed)  # same initial weights everywhere (broadcast makes sure)
+    train, val, mine = load_rank_data(shards, ranks, config)
+    log.info("rank %d: %d training / %d validation windows from %d shard(s)", ranks.rank, len(train), len(val),
+             len(mine))
+    B = config.batch_size
+    # Every rank must run the same number of steps (collectives would wait forever otherwise).
+    steps = int(ranks.allreduce([len(train) // B], "min")[0])
+    if config.steps_per_epoch:
+        steps = min(steps, config.steps_per_epoch)
+    if steps < 1:
+        raise TrainingError(f"batch size {B} is larger than a rank's {len(train)} training windows")
+
+    net = mdl.build(config.target, config.preset, config.features.length)
+    optimizer = make_optimizer(config.learning_rate, ranks, mixed)
+    optimizer.build(net.trainable_variables)
+    ckpt = checkpoint_dir(out, config.target)
+    state = {"epoch": 0, "best_loss": None, "best_epoch": 0, "wait": 0, "history": []}
+    if resume and (ckpt / "state.json").is_file():
+        state = load_checkpoint(ckpt, net, optimizer)
+        if ranks.is_root:
+            log.warning("%s: resuming after epoch %d (optimizer step %d)", config.target, state["epoch"],
+                     int(optimizer.iterations.numpy()))
+    elif resume and ranks.is_root:
+        log.warning("%s: no checkpoint in %s, starting from scratch", config.target, ckpt)
+    ranks.broadcast(net.variables)
+    ranks.broadcast(optimizer.variables)
+
+    target = config.target
+    train_step = make_train_step(net, optimizer, target, ranks, mixed)
+
+    @tf.function
+    def eval_step(x, y, mask):
+        return mdl.masked_metrics(target, y, net(x, training=False), mask)
+
+    def validate() -> dict:
+        sums: dict[str, float] = {}
+        for a in range(0, len(val), 4 * B):
+            b = ft.training_batch(val.subset(np.arange(a, min(a + 4 * B, len(val)))), None, config.features)
+            for k, v in eval_step(b.inputs, b.target(target), b.mask).items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+        keys = _metric_keys(target)
+        total = ranks.allreduce([sums.get(k, 0.0) for k in keys], "sum")
+        return _validation_figures(target, dict(zip(keys, total)))
+
+    def val_loss(fig: dict) -> float:
+        return {"alpha": fig.get("alpha_mae"), "K": fig.get("K_norm_msle"),
+                "state": None if fig.get("state_accuracy") is None else 1 - fig["state_accuracy"]}[target]
+
+    seen, busy = 0, 0.0
+    epoch = state["epoch"]
+    while epoch < config.epochs and not (config.patience and state["wait"] >= config.patience):
+        epoch += 1
+        rng = np.random.default_rng([config.seed, ranks.rank, epoch])
+        order = rng.permutation(len(train))
+        t0 = time.perf_counter()
+        losses = []
+        bar = None
+        if progress and ranks.is_root:
+            from tqdm import tqdm
+            bar = tqdm(total=steps, desc=f"{target} epoch {epoch}/{config.epochs}", unit="step", leave=False)
+        for step in range(steps):
+            batch = ft.training_batch(train.subset(order[step * B:(step + 1) * B]), rng, config.features)
+            losses.append(float(train_step(batch.inputs, batch.target(target), batch.mask)))
+            if bar:
+                bar.update()
+                bar.set_postfix(loss=f"{np.mean(losses):.4f}")
+        if bar:
+            bar.close()
+        dt = time.perf_counter() - t0
+        seen += steps * B * ranks.size
+        busy += dt
+        train_loss = float(ranks.allreduce([np.mean(losses)], "mean")[0])
+        figures = validate() if len(val) or ranks.size > 1 else {}
+        loss_now = val_loss(figures) if figures.get("frames") else train_loss
+        improved = state["best_loss"] is None or loss_now < state["best_loss"]
+        if improved:
+            state.update(best_loss=loss_now, best_epoch=epoch, wait=0, best_validation=figures)
+        else:
+            state["wait"] += 1
+        state["epoch"] = epoch
+        state["history"].append({"epoch": epoch, "train_loss": train_loss, "validation": figures,
+                                 "seconds": round(dt, 2), "trajectories_per_s": steps * B * ranks.size / dt})
+        if ranks.is_root:
+            save_checkpoint(ckpt, net, optimizer, state, improved)
+            log.warning("%s epoch %d: train loss %.4f, validation %s (%.0f windows/s)", target, epoch, train_loss,
+                        {k: round(v, 4) for k, v in figures.items() if isinstance(v, float)},
+                        steps * B * ranks.size / dt)
+        if config.patience and state["wait"] >= config.patience:
+            log.warning("%s: early stop after epoch %d (best epoch %d)", target, epoch, state["best_epoch"])
+            break
+    if ranks.is_root:
+        best = ckpt / "best.weights.h5"
+        net.load_weights(best if best.exists() else ckpt / "last.weights.h5")
+        net.save_weights(Path(out) / f"{target}.weights.h5")
+    n_train = int(ranks.allreduce([len(train)])[0])
+    n_val = int(ranks.allreduce([len(val)])[0])
+    return HeadResult(target, state["epoch"], state["best_epoch"], state.get("best_validation", {}),
+                      state["history"], n_train, n_val, seen / busy if busy else float("nan"))
+
+
+def _data_provenance(shards: list[Path]) -> dict:
+    stores = sorted({str(p.parent) for p in shards})
+    commands = {}
+    for s in stores:
+        try:
+            attrs = st.read_index(s).attrs
+            commands[s] = {"command": attrs.get("command"), "parameters": attrs.get("parameters")}
+        except st.StoreError:
+            pass
+    return {"stores": stores, "n_shards": len(shards), "store_commands": commands}
+
+
+def train(data: list[str] | str, out: os.PathLike | str, config: TrainConfig, targets: tuple[str, ...] | None = None,
+          resume: bool = False, command: str = "", ranks: Ranks | None = None, progress: bool = True) -> Path:
+    """Train the heads ``targets`` (default: config.target) on training stores ``data``; write the bundle ``out``.
+
+    Heads already in an existing bundle at ``out`` are kept (train the three heads one at
+    a time, or together). Only rank 0 writes. Returns the bundle directory.
+    """
+    from anomalousnet import inference
+    from anomalousnet import model as mdl
+
+    out = Path(out)
+    ranks = ranks or init_ranks()
+    shards = resolve_shards(data)
+    targets = targets or (config.target,)
+    meta = {}
+    if (out / inference.META_NAME).is_file():
+        meta = inference.read_meta(out)
+        if meta["input"]["features"] != config.features.to_json():
+            raise TrainingError(f"{out}: existing bundle has input {meta['input']['features']}, "
+                                f"not {config.features.to_json()}; use another --out")
+    meta.setdefault("input", {"features": config.features.to_json(), "channels": list(ft.CHANNELS),
+                              "scaling": "displacements divided by the window's RMS step per axis s; "
+                                         "the K head predicts K / s**2"})
+    meta.setdefault("heads", {})
+    if ranks.is_root:
+        out.mkdir(parents=True, exist_ok=True)
+    for target in targets:
+        cfg = dataclasses.replace(config, target=target)
+        result = train_head(shards, out, cfg, ranks, resume=resume, progress=progress)
+        if ranks.is_root:
+            head = {
+                "preset": cfg.preset,
+                "filters": list(mdl.filters_for(cfg.preset, target)),
+                "weights": f"{target}.weights.h5",
+                "loss": {"alpha": "mae", "K": "msle (on K / s**2)", "state": "sparse_categorical_crossentropy"}[
+                    target],
+                "epochs": result.epochs_done,
+                "best_epoch": result.best_epoch,
+                "validation": result.validation,
+                "training": {
+                    "command": command,
+                    "data": _data_provenance(shards),
+                    "ranks": ranks.size,
+                    "batch_size_per_rank": cfg.batch_size,
+                    "learning_rate": cfg.learning_rate * ranks.size,
+                    "seed": cfg.seed,
+                    "n_train_windows": result.n_train_windows,
+                    "n_val_windows": result.n_val_windows,
+                    "trajectories_per_s": round(result.trajectories_per_s, 1),
+                    "history": result.history,
+                },
+            }
+            meta["heads"][target] = head
+            inference.write_meta(out, meta)
+    return out

@@ -1,0 +1,59 @@
+"""``anomalousnet-batch train``: train the Attention U-Nets on simulated training stores."""
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+
+@click.command()
+@click.option("--data", "data", multiple=True, required=True, metavar="PATTERN",
+              help="Training store directory, shard file, or glob of either (repeatable).")
+@click.option("--target", type=click.Choice(["alpha", "K", "state", "all"]), default="all", show_default=True,
+              help="Which head to train; `all` trains the three one after the other into one bundle.")
+@click.option("--preset", type=click.Choice(["cpu", "paper"]), default="cpu", show_default=True,
+              help="Network size: `paper` (AnomalousNet's filters, for GPUs) or `cpu` (the shipped default).")
+@click.option("--epochs", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True,
+              help="Windows per step per rank (N Horovod ranks: N x this per step).")
+@click.option("--lr", "learning_rate", type=float, default=1e-3, show_default=True,
+              help="Adam learning rate for one rank (scaled by the number of ranks).")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True,
+              help="Share of each shard's tracks held out for validation.")
+@click.option("--patience", type=click.IntRange(0), default=5, show_default=True,
+              help="Early stopping: epochs without validation improvement (0: off).")
+@click.option("--steps-per-epoch", type=click.IntRange(1), default=None, help="Cap on steps per epoch.")
+@click.option("--max-windows", type=click.IntRange(1), default=None, help="Cap on training windows per rank.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--mixed-precision", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="float16 compute (auto: on GPUs).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Model bundle directory to write.")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out (epoch and optimizer).")
+@click.option("--made-by", default="", help="Free text recorded in model.json (e.g. the make target).")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def train(data, target, preset, epochs, batch_size, learning_rate, val_fraction, patience, steps_per_epoch,
+          max_windows, seed, mixed_precision, out, resume, made_by, progress) -> None:
+    """Train alpha/K/state networks; runs distributed when started by horovodrun (one rank per process/GPU).
+
+    \b
+    anomalousnet-batch train --data sims/train --target all --preset cpu --epochs 20 --out mymodel
+    horovodrun -np 4 -H localhost:4 anomalousnet-batch train --data 'sims/*' --preset paper --out big
+    """
+    from anomalousnet import training as tr
+    from anomalousnet.store import StoreError
+
+    command = shlex.join(["anomalousnet-batch", *sys.argv[1:]])
+    if made_by:
+        command = f"{made_by}: {command}"
+    try:
+        config = tr.TrainConfig(target="alpha" if target == "all" else target, preset=preset, epochs=epochs,
+                                batch_size=batch_size, learning_rate=learning_rate, val_fraction=val_fraction,
+                                patience=patience, steps_per_epoch=steps_per_epoch, max_windows=max_windows,
+                                seed=seed, mixed_precision=mixed_precision)
+        targets = ("alpha", "K", "state") if target == "all" else (target,)
+        bundle = tr.train(list(data), out, config, targets=targets, resume=resume, command=command,
+                          progress=progress)
+    except (tr.TrainingError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {bundle}")
