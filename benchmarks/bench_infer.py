@@ -1,0 +1,247 @@
+"""Benchmark of the main job (issue 6); prints figures, asserts nothing.
+
+    .venv/bin/python benchmarks/bench_infer.py [--model default] [--quick]
+    .venv/bin/python benchmarks/bench_infer.py --tune [--n 600]   # choose change-point defaults
+
+Default run, in one go on this machine:
+  1. prediction throughput (trajectories of 200 frames per second) with the model at batch
+     size 1 and at the default batch size, and the share of the CPU's measured float32
+     matrix-multiply peak the default batch size reaches (model FLOPs per trajectory,
+     counted from its Conv1D/Dense layers, x trajectories/s / peak FLOP/s);
+  2. change-point detection throughput with 1 and 2 Dask workers (and in-process);
+  3. end-to-end seconds of `infer` on one 200-frame 128x128 video (tracking included);
+  4. peak memory (max RSS of the driver process) of `infer` on 10 vs 40 videos: streaming
+     shard by shard should keep them within 10%.
+
+--tune: simulated trajectories with known change points (anomalousnet.simulate), predicted
+by the model, segmented over a grid of penalty x window width; prints the AnDi-2 change
+point Jaccard index (andi_datasets.utils_challenge.ensemble_changepoint_error, threshold
+5 frames) and the per-frame alpha MAE of the segment values, best first.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from anomalousnet import changepoints as cp  # noqa: E402
+from anomalousnet import store as st  # noqa: E402
+
+
+def random_walks(n: int, length: int = 200, seed: int = 0) -> st.Trajectories:
+    """n Brownian trajectories of ``length`` frames, px (content does not matter for speed)."""
+    rng = np.random.default_rng(seed)
+    xy = rng.normal(0, 1.0, (n, length, 2)).cumsum(axis=1) + rng.uniform(0, 100, (n, 1, 2))
+    offsets = np.arange(n + 1, dtype=np.int64) * length
+    frame = np.tile(np.arange(length, dtype=np.int64), n)
+    return st.Trajectories(offsets, {"frame": frame, "x": xy[..., 0].ravel(), "y": xy[..., 1].ravel()},
+                           {"particle": np.arange(n, dtype=np.int64)})
+
+
+def model_flops(bundle) -> int:
+    """Multiply-add FLOPs (2 per MAC) of one forward pass of one window through every head,
+    from the Conv1D, Conv1DTranspose and Dense layers' output shapes and kernels."""
+    import keras
+
+    total = 0
+    for target in bundle.targets:
+        net = bundle.model(target)
+        for layer in net.layers:
+            if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv1DTranspose, keras.layers.Dense)):
+                kernel = layer.kernel.shape  # Conv1D: (k, c_in, c_out); Dense: (c_in, c_out)
+                out_len = layer.output.shape[1] if len(layer.output.shape) == 3 else 1
+                total += 2 * out_len * int(np.prod(kernel))
+    return int(total)
+
+
+def matmul_peak(seconds: float = 3.0, n: int = 2048) -> float:
+    """Measured float32 matrix-multiply rate of this machine, FLOP/s (all cores, TensorFlow's
+    own kernels, the ones the model runs on)."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    mm = tf.function(lambda a, b: tf.reduce_sum(tf.linalg.matmul(a, b)))
+    mm(a, b).numpy()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        mm(a, b).numpy()
+        count += 1
+    return 2 * n ** 3 * count / (time.perf_counter() - start)
+
+
+def bench_predict(bundle, quick: bool) -> dict:
+    from anomalousnet import inference
+
+    inference.predict(bundle, random_walks(64, seed=1), batch_size=64)  # build + compile every head
+    out = {}
+    n1 = 20 if quick else 60
+    traj = random_walks(n1, seed=2)
+    inference.predict(bundle, random_walks(2, seed=3), batch_size=1)
+    t = time.perf_counter()
+    inference.predict(bundle, traj, batch_size=1)
+    out["batch_1"] = n1 / (time.perf_counter() - t)
+    n = 1000 if quick else 4000
+    traj = random_walks(n, seed=4)
+    inference.predict(bundle, random_walks(1024, seed=5), batch_size=1024)
+    t = time.perf_counter()
+    preds = inference.predict(bundle, traj, batch_size=1024)
+    out["batch_1024"] = n / (time.perf_counter() - t)
+    flops = model_flops(bundle)
+    peak = matmul_peak()
+    out.update({"flops_per_traj": flops, "peak_flops": peak, "peak_share": out["batch_1024"] * flops / peak})
+    return out, traj, preds
+
+
+def bench_segment(traj, preds, quick: bool) -> dict:
+    from anomalousnet.parallel import dask_client
+
+    with_preds = st.Trajectories(traj.offsets, {**traj.points, **{c: preds[c] for c in
+                                                                  ("pred_alpha", "pred_K", "pred_state")}},
+                                 traj.tracks)
+    out = {}
+    t = time.perf_counter()
+    cp.segment_trajectories(with_preds)
+    out["in_process"] = traj.n_tracks / (time.perf_counter() - t)
+    for workers in (1, 2):
+        with dask_client(workers=workers) as client:
+            cp.segment_trajectories(random_walks_with_preds(50), client=client)  # warm the workers
+            t = time.perf_counter()
+            cp.segment_trajectories(with_preds, client=client, tracks_per_block=250)
+            out[f"dask_{workers}"] = traj.n_tracks / (time.perf_counter() - t)
+    return out
+
+
+def random_walks_with_preds(n: int) -> st.Trajectories:
+    traj = random_walks(n, seed=9)
+    rng = np.random.default_rng(9)
+    return st.Trajectories(traj.offsets, {**traj.points, "pred_alpha": rng.uniform(0, 2, traj.n_points),
+                                          "pred_K": rng.uniform(0.1, 1, traj.n_points),
+                                          "pred_state": rng.integers(0, 4, traj.n_points).astype(np.int8)},
+                           traj.tracks)
+
+
+def write_videos(folder: Path, n: int, n_frames: int, shape: tuple[int, int], particles: int) -> list[Path]:
+    from anomalousnet.video import SyntheticVideo
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"video_{i:03d}.tif"
+        if not path.exists():
+            SyntheticVideo(n_frames=n_frames, shape=shape, n_particles=particles, D=0.5, seed=i).write(path)
+        paths.append(path)
+    return paths
+
+
+INFER_CHILD = """
+import json, resource, sys, time
+t = time.perf_counter()
+from anomalousnet import pipeline
+s = pipeline.run_infer(sys.argv[1:-2], sys.argv[-2], pipeline.InferOptions(model=sys.argv[-1], workers=1, progress=False))
+print(json.dumps({"seconds": time.perf_counter() - t, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "written": len(s.written), "failed": s.failed}))
+"""
+
+
+def run_infer_child(inputs: list[str], out: Path, model: str) -> dict:
+    """`infer` in a fresh process (so its peak memory is its own): seconds and max RSS."""
+    proc = subprocess.run([sys.executable, "-c", INFER_CHILD, *inputs, str(out), model], capture_output=True,
+                          text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    if proc.returncode:
+        raise RuntimeError(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def tune(model: str, n: int, seed: int = 11) -> None:
+    from andi_datasets.utils_challenge import ensemble_changepoint_error
+
+    from anomalousnet import inference
+    from anomalousnet.simulate import simulate_tracks
+
+    bundle = inference.load_bundle(model)
+    traj, _ = simulate_tracks(n, seed=seed)
+    preds = inference.predict(bundle, traj)
+    gt_cps, truth_alpha = [], []
+    for i in range(traj.n_tracks):
+        a, b = traj.offsets[i], traj.offsets[i + 1]
+        labels = np.column_stack([traj.points["alpha"][a:b], traj.points["K"][a:b], traj.points["state"][a:b]])
+        gt_cps.append((np.flatnonzero(np.any(np.diff(labels, axis=0) != 0, axis=1)) + 1).tolist())
+        truth_alpha.append(traj.points["alpha"][a:b])
+    print(f"tuning on {traj.n_tracks} simulated trajectories ({sum(map(len, gt_cps))} change points), "
+          f"model {bundle.path} ({bundle.sha256[:12]})")
+    rows = []
+    for width in (6, 10, 14, 20):
+        for penalty in (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0):
+            opts = cp.SegmentOptions(penalty=penalty, width=width)
+            pred_cps, err = [], []
+            for i in range(traj.n_tracks):
+                a, b = traj.offsets[i], traj.offsets[i + 1]
+                seg = cp.segment_track(preds["pred_alpha"][a:b], preds["pred_K"][a:b], preds["pred_state"][a:b],
+                                       opts)
+                pred_cps.append(seg["start"][1:].tolist())
+                per_frame = np.repeat(seg["alpha"], seg["end"] - seg["start"])
+                err.append(np.abs(per_frame - truth_alpha[i]))
+            rmse, jaccard = ensemble_changepoint_error(gt_cps, pred_cps, threshold=5)
+            mae = float(np.concatenate(err).mean())
+            rows.append((jaccard - mae, width, penalty, jaccard, rmse, mae, sum(map(len, pred_cps))))
+    print(f"{'width':>5} {'penalty':>7} {'CP Jaccard':>10} {'CP RMSE':>8} {'alpha MAE':>9} {'n CPs':>6}")
+    for score, width, penalty, jaccard, rmse, mae, ncp in sorted(rows, reverse=True):
+        print(f"{width:>5} {penalty:>7} {jaccard:>10.3f} {rmse:>8.2f} {mae:>9.3f} {ncp:>6}")
+    best = max(rows)
+    print(f"best (max Jaccard - alpha MAE): width {best[1]}, penalty {best[2]}; "
+          f"defaults now width {cp.SegmentOptions().width}, penalty {cp.SegmentOptions().penalty}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a rough check, not the figures)")
+    parser.add_argument("--tune", action="store_true", help="grid search of the change-point defaults")
+    parser.add_argument("--n", type=int, default=600, help="--tune: simulated trajectories")
+    parser.add_argument("--work", default=None, help="folder for generated videos and results [temporary]")
+    parser.add_argument("--skip-memory", action="store_true", help="skip the 10 vs 40 videos memory run")
+    args = parser.parse_args()
+    if args.tune:
+        tune(args.model, args.n)
+        return
+    from anomalousnet import inference
+
+    print(f"machine: {len(os.sched_getaffinity(0))} CPUs, load average {os.getloadavg()[0]:.2f}")
+    bundle = inference.load_bundle(args.model)
+    print(f"model: {bundle.path} ({bundle.sha256[:12]}), heads {', '.join(bundle.targets)}")
+    pred, traj, preds = bench_predict(bundle, args.quick)
+    print(f"predict, 200-frame trajectories/s: batch 1 {pred['batch_1']:.1f}, batch 1024 {pred['batch_1024']:.1f}")
+    print(f"  model {pred['flops_per_traj'] / 1e6:.1f} MFLOP per trajectory (3 heads, one 208-frame window); "
+          f"measured float32 matmul peak {pred['peak_flops'] / 1e9:.1f} GFLOP/s; batch 1024 reaches "
+          f"{100 * pred['peak_share']:.1f}% of it")
+    seg = bench_segment(traj, preds, args.quick)
+    print(f"change points, trajectories/s: in-process {seg['in_process']:.0f}, Dask 1 worker {seg['dask_1']:.0f}, "
+          f"Dask 2 workers {seg['dask_2']:.0f}")
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+        tmp = Path(tmp)
+        one = write_videos(tmp / "one", 1, 200, (128, 128), 20)
+        r = run_infer_child([str(one[0])], tmp / "out_one", args.model)
+        print(f"end to end, one 200-frame 128x128 video (20 particles; new process: imports, model load, "
+              f"Dask start, tracking, prediction, change points, writing): {r['seconds']:.1f} s")
+        if not args.skip_memory:
+            videos = write_videos(tmp / "many", 40, 100, (64, 64), 8)
+            m10 = run_infer_child([str(v) for v in videos[:10]], tmp / "out10", args.model)
+            m40 = run_infer_child([str(v) for v in videos], tmp / "out40", args.model)
+            print(f"peak memory (driver max RSS), 100-frame 64x64 videos: 10 videos {m10['maxrss_mb']:.0f} MB "
+                  f"({m10['seconds']:.0f} s), 40 videos {m40['maxrss_mb']:.0f} MB ({m40['seconds']:.0f} s): "
+                  f"{100 * (m40['maxrss_mb'] / m10['maxrss_mb'] - 1):+.1f}% (target within 10%)")
+
+
+if __name__ == "__main__":
+    main()
