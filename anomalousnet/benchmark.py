@@ -1,0 +1,330 @@
+"""Side-by-side accuracy benchmark on AnDi-2 style data, scored by the official scorer.
+
+Datasets (seeded, written once under ``OUT/data`` and reused when present):
+
+* ``andi``: the five phenomenological models at the challenge's defaults
+  (:func:`anomalousnet.simulate.simulate_andi`), trajectories and, unless quick, videos.
+* ``directed``: what the defaults never draw: a single-state experiment with directed motion
+  (alpha 1.95, state 3) and a two-state experiment switching between directed and
+  subdiffusive motion, trajectories only.
+
+Methods, run in the same process on the same data: ``model`` (the AnomalousNet pipeline
+with the built-in model), ``classical`` (ruptures on step sizes + MSD fits) and ``naive``
+(one Brownian segment) - see :mod:`anomalousnet.baselines`. Every submission is scored by
+:func:`anomalousnet.andi.score` (the official metrics, per experiment). Also measured:
+throughput of each method (trajectories and frames per second, this machine), per-state
+frame recall (directed included), the modality gap (track-1 VIPs scored from the method's
+predictions on their ground-truth trajectories, i.e. without tracking), and the change-point
+sensitivity of the model pipeline to the detector's penalty and window width.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from anomalousnet import andi
+from anomalousnet import store as st
+
+log = logging.getLogger(__name__)
+
+METHOD_ORDER = ("model", "classical", "naive")
+# Goals of the built-in model (issue "AnDi-2 challenge I/O ... benchmark"): metric -> (bound, "<=" or ">=").
+GOALS = {
+    ("andi", 2): {"cp_jaccard": (0.92, ">="), "cp_rmse": (1.0, "<="), "alpha_mae": (0.10, "<="),
+                  "K_msle": (0.006, "<="), "state_f1": (0.97, ">="), "ens_alpha_w1": (0.04, "<="),
+                  "ens_K_w1": (0.025, "<=")},
+    ("andi", 1): {"cp_jaccard": (0.75, ">="), "alpha_mae": (0.13, "<="), "K_msle": (0.02, "<=")},
+    ("directed", 2): {"directed_recall": (0.8, ">="), "state_f1": (0.85, ">=")},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkOptions:
+    """quick: trajectories only (no videos), one FOV per experiment; seed: master seed of
+    every dataset; fovs: FOVs per experiment (default 1 quick, 2 full); model: bundle spec;
+    penalties, widths: the change-point sensitivity grid (detector penalty, window in frames);
+    methods: which methods to run."""
+
+    quick: bool = False
+    seed: int = 0
+    fovs: int | None = None
+    num_vip: int = 10
+    model: str = "default"
+    penalties: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
+    widths: tuple[int, ...] = (6, 10, 16, 24)
+    methods: tuple[str, ...] = METHOD_ORDER
+
+    @property
+    def n_fovs(self) -> int:
+        return self.fovs or (1 if self.quick else 2)
+
+    @property
+    def videos(self) -> bool:
+        return not self.quick
+
+
+# ----------------------------------------------------------------------------- datasets
+
+def directed_dics(seed: int, length: int = 200) -> list[dict]:
+    """Parameters of the directed-motion experiments, in andi_datasets' dictionary form:
+    single-state directed (alpha 1.95, K 0.1 so particles stay in view a while) and a
+    two-state switch between directed (alpha 1.95) and subdiffusive (alpha 0.6) motion."""
+    from anomalousnet.simulate import experiment_dic
+
+    single = experiment_dic("single_state", seed, 100, length)
+    single.update({"Ds": [0.1, 0.001], "alphas": np.array([1.95, 0.01])})
+    multi = experiment_dic("multi_state", seed, 101, length)
+    multi.update({"Ds": np.array([[0.1, 0.001], [0.05, 0.0005]]),
+                  "alphas": np.array([[1.95, 0.01], [0.6, 0.01]]),
+                  "M": np.array([[0.98, 0.02], [0.02, 0.98]])})
+    return [single, multi]
+
+
+def make_datasets(data_dir: os.PathLike | str, options: BenchmarkOptions, progress: bool = True) -> dict[str, Path]:
+    """Simulate (or reuse) the benchmark's datasets; returns name -> folder with public/ and ref/."""
+    from anomalousnet import simulate
+
+    data_dir = Path(data_dir)
+    roots = {}
+    name = f"andi-seed{options.seed}-fovs{options.n_fovs}" + ("-videos" if options.videos else "")
+    summary = simulate.simulate_andi(data_dir / name, options.seed, experiments=5, fovs=options.n_fovs,
+                                     videos=options.videos, num_vip=options.num_vip, progress=progress)
+    if summary.failed:
+        raise RuntimeError(f"simulating {data_dir / name} failed: {summary.failed}")
+    roots["andi"] = data_dir / name
+    out = data_dir / f"directed-seed{options.seed}-fovs{options.n_fovs}"
+    for exp, dic in enumerate(directed_dics(options.seed)):
+        for fov in range(options.n_fovs):
+            if not simulate.fov_complete(out, exp, fov, False):
+                simulate.simulate_fov(simulate.FovTask(out, exp, fov, dic, simulate.seed_for(options.seed, 3, exp, fov),
+                                                       False, options.num_vip, 0.12))
+        simulate.write_ensemble_labels(out, exp, options.n_fovs)
+    roots["directed"] = out
+    return roots
+
+
+# ----------------------------------------------------------------------------- running
+
+def _frames(public: Path, tracks: Sequence[int]) -> dict[int, int]:
+    frames = {}
+    for fov in andi.find_public(public, tracks):
+        if fov.track == 2:
+            frames[2] = frames.get(2, 0) + andi.read_andi_csv(fov.trajs).n_points
+    return frames
+
+
+def vip_submission_from_track2(sub_dir: Path, ref_dir: Path, out_dir: Path) -> None:
+    """Track-1 submission made of the track-2 lines of the VIPs: the method's predictions on
+    the VIPs' ground-truth trajectories (no tracking) - the other side of the modality gap."""
+    for exp, exp_dir in andi.experiments(ref_dir / "track_1"):
+        for fov_path in sorted(exp_dir.glob("vip_idx_fov_*.txt")):
+            fov = int(fov_path.stem.rsplit("_", 1)[1])
+            vip = set(andi.read_vip_idx(fov_path).tolist())
+            labels, _ = andi.read_labels(andi.submission_path(sub_dir, 2, exp, fov))
+            andi.write_labels(andi.submission_path(out_dir, 1, exp, fov), [l for l in labels if l.idx in vip])
+        ens = andi.submission_path(sub_dir, 2, exp) / andi.ENSEMBLE_NAME
+        if ens.exists():
+            andi.write_ensemble(andi.submission_path(out_dir, 1, exp) / andi.ENSEMBLE_NAME, andi.read_ensemble(ens))
+
+
+def run_benchmark(out_dir: os.PathLike | str, options: BenchmarkOptions = BenchmarkOptions(),
+                  progress: bool = True) -> dict:
+    """Run everything; write ``OUT/benchmark.json`` and return the same dict."""
+    out_dir = Path(out_dir)
+    t_start = time.perf_counter()
+    roots = make_datasets(out_dir / "data", options, progress)
+    methods, unavailable = {}, {}
+    for name in options.methods:
+        try:
+            methods[name] = andi.make_method(name, options.model)
+        except Exception as exc:  # noqa: BLE001 - e.g. no model bundle: the others still run, reported
+            unavailable[name] = f"{type(exc).__name__}: {exc}"
+            log.warning("method %s unavailable: %s", name, exc)
+    result = {"options": dataclasses.asdict(options), "datasets": {k: str(v) for k, v in roots.items()},
+              "unavailable": unavailable, "runs": {}, "throughput": {}}
+    for dataset, root in roots.items():
+        tracks = [2] + ([1] if (root / "public" / "track_1").is_dir() else [])
+        frames = _frames(root / "public", [2])
+        for name, method in methods.items():
+            sub = out_dir / "submissions" / dataset / name
+            tracker = andi.default_tracker() if 1 in tracks else None
+            summary = andi.run_public(root / "public", sub, method, tracks, tracker=tracker, progress=progress)
+            report = andi.score(sub, root / "ref", tracks)
+            run = {"score": report.to_dict(), "fallback": summary.n_fallback, "failures": summary.failures,
+                   "fallback_reasons": summary.fallback_reasons, "seconds": summary.seconds,
+                   "trajectories": summary.n_trajectories}
+            if 1 in tracks:
+                gt = out_dir / "submissions" / dataset / f"{name}-vip-ground-truth"
+                vip_submission_from_track2(sub, root / "ref", gt)
+                run["vip_ground_truth"] = andi.score(gt, root / "ref", [1]).to_dict()
+            result["runs"].setdefault(dataset, {})[name] = run
+            if dataset == "andi":
+                seconds = summary.seconds.get(2, float("nan"))
+                n = summary.n_trajectories.get(2, 0)
+                result["throughput"][name] = {"track2_trajectories_per_s": n / seconds if seconds else None,
+                                              "track2_frames_per_s": frames.get(2, 0) / seconds if seconds else None,
+                                              "track2_seconds": seconds,
+                                              "track1_seconds_per_video": (summary.seconds.get(1, 0.0) /
+                                                                           max(1, len(andi.find_public(root / "public", [1]))))
+                                              if 1 in tracks else None}
+    if "model" in methods:
+        result["sensitivity"] = changepoint_sensitivity(roots["andi"], methods["model"].bundle, options)
+    result["goals"] = goal_status(result)
+    result["seconds_total"] = time.perf_counter() - t_start
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "benchmark.json").write_text(json.dumps(result, indent=1, default=_jsonable))
+    return result
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(type(value))
+
+
+# ----------------------------------------------------------------------------- change-point sensitivity
+
+def changepoint_sensitivity(root: Path, bundle, options: BenchmarkOptions) -> dict:
+    """Change-point Jaccard and RMSE (official) of the model pipeline over the grid of the
+    detector's penalty x window width, on the track-2 experiments whose trajectories have
+    change points (all but single_state). Predictions are computed once per FOV."""
+    from anomalousnet.changepoints import SegmentOptions, segment_trajectories
+    from anomalousnet.inference import predict
+
+    ref = root / "ref"
+    cases = []  # (trajectories with predictions, reference labels by idx)
+    for exp, exp_dir in andi.experiments(ref / "track_2"):
+        if andi.read_ensemble(exp_dir / andi.ENSEMBLE_NAME).model == "single_state":
+            continue
+        for fov in andi.find_public(root / "public", [2]):
+            if fov.exp != exp:
+                continue
+            traj = andi.read_andi_csv(fov.trajs)
+            pred = predict(bundle, traj)
+            points = dict(traj.points)
+            points.update({k: pred[k] for k in ("pred_alpha", "pred_K", "pred_state")})
+            labels, _ = andi.read_labels(exp_dir / f"traj_labs_fov_{fov.fov}.txt")
+            cases.append((st.Trajectories(traj.offsets, points, traj.tracks), {l.idx: l for l in labels}))
+    default = SegmentOptions()
+    grid = []
+    for penalty in options.penalties:
+        for width in options.widths:
+            opts = dataclasses.replace(default, penalty=float(penalty), width=int(width))
+            pairs = []
+            for traj, ref_by_idx in cases:
+                for label in andi.labels_from_segments(segment_trajectories(traj, opts)):
+                    pairs.append((ref_by_idx[label.idx], label))
+            m = andi.score_single(pairs)
+            grid.append({"penalty": float(penalty), "width": int(width), "cp_jaccard": m["cp_jaccard"],
+                         "cp_rmse": m["cp_rmse"], "alpha_mae": m["alpha_mae"]})
+    best = max(grid, key=lambda g: (g["cp_jaccard"] or 0) - 0.05 * (g["cp_rmse"] or 0)) if grid else None
+    return {"default": {"penalty": default.penalty, "width": default.width}, "grid": grid, "best": best,
+            "criterion": "max Jaccard - 0.05 x RMSE (frames)"}
+
+
+# ----------------------------------------------------------------------------- goals and table
+
+def _metric(result: dict, dataset: str, method: str, track: int, name: str):
+    run = result["runs"].get(dataset, {}).get(method)
+    if not run or str(track) not in run["score"]["tracks"]:
+        return None
+    t = run["score"]["tracks"][str(track)]
+    if name == "directed_recall":
+        return t["state_recall"]["directed"]["recall"]
+    return t["overall"].get(name)
+
+
+def goal_status(result: dict) -> list[dict]:
+    """Each goal of the built-in model: its value in this run and whether it is met."""
+    rows = []
+    for (dataset, track), goals in GOALS.items():
+        for name, (bound, op) in goals.items():
+            value = _metric(result, dataset, "model", track, name)
+            met = None if value is None else (value >= bound if op == ">=" else value <= bound)
+            rows.append({"dataset": dataset, "track": track, "metric": name, "goal": f"{op} {bound}",
+                         "value": value, "met": met})
+    return rows
+
+
+def format_report(result: dict) -> str:
+    """The benchmark as plain text: metrics per method and track, per experiment, per-state
+    recall, modality gap, throughput, change-point sensitivity map, goals."""
+    names = andi.SINGLE_METRICS + andi.ENSEMBLE_METRICS
+    lines = []
+    head = f"{'dataset':<9} {'trk':>3} {'method':<10} " + " ".join(f"{andi.HEADERS[n]:>9}" for n in names) + \
+        f" {'directed':>9} {'fallback':>8}"
+    lines += ["== official metrics (overall) ==", head, "-" * len(head)]
+    for dataset, runs in result["runs"].items():
+        for track in (2, 1):
+            for method in METHOD_ORDER:
+                run = runs.get(method)
+                if not run or str(track) not in run["score"]["tracks"]:
+                    continue
+                t = run["score"]["tracks"][str(track)]
+                cells = " ".join(f"{andi._cell(t['overall'].get(n)):>9}" for n in names)
+                lines.append(f"{dataset:<9} {track:>3} {method:<10} {cells} "
+                             f"{andi._cell(t['state_recall']['directed']['recall']):>9} "
+                             f"{run['fallback'].get(str(track), run['fallback'].get(track, 0)):>8}")
+                if "vip_ground_truth" in run and track == 1:
+                    g = run["vip_ground_truth"]["tracks"]["1"]["overall"]
+                    cells = " ".join(f"{andi._cell(g.get(n)):>9}" for n in names)
+                    lines.append(f"{'':<9} {'1gt':>3} {method:<10} {cells}   (VIPs from ground-truth trajectories)")
+    lines += ["", "== per experiment (track 2) =="]
+    for dataset, runs in result["runs"].items():
+        for method in METHOD_ORDER:
+            run = runs.get(method)
+            if not run:
+                continue
+            for e in run["score"]["tracks"]["2"]["experiments"]:
+                cells = " ".join(f"{andi._cell(e.get(n)):>9}" for n in names)
+                lines.append(f"{dataset:<9} {method:<10} exp {e['exp']} {e['model']:<15.15} {cells}")
+    lines += ["", "== per-state frame recall (track 2) =="]
+    for dataset, runs in result["runs"].items():
+        for method in METHOD_ORDER:
+            run = runs.get(method)
+            if run:
+                rec = run["score"]["tracks"]["2"]["state_recall"]
+                lines.append(f"{dataset:<9} {method:<10} " + ", ".join(
+                    f"{k} {andi._cell(v['recall'])} ({v['frames']})" for k, v in rec.items() if v["frames"]))
+    lines += ["", "== throughput (andi dataset, this machine) =="]
+    for method, t in result["throughput"].items():
+        lines.append(f"{method:<10} track 2: {andi._cell(t['track2_trajectories_per_s'])} trajectories/s, "
+                     f"{andi._cell(t['track2_frames_per_s'])} frames/s"
+                     + (f"; track 1: {andi._cell(t['track1_seconds_per_video'])} s/video (tracking included)"
+                        if t.get("track1_seconds_per_video") is not None else ""))
+    sens = result.get("sensitivity")
+    if sens:
+        lines += ["", f"== change-point sensitivity (model, multi-state experiments): Jaccard / RMSE; "
+                      f"default penalty {sens['default']['penalty']}, width {sens['default']['width']} =="]
+        widths = sorted({g["width"] for g in sens["grid"]})
+        lines.append(f"{'penalty':>8} " + " ".join(f"{'w=' + str(w):>13}" for w in widths))
+        for p in sorted({g["penalty"] for g in sens["grid"]}):
+            cells = []
+            for w in widths:
+                g = next(g for g in sens["grid"] if g["penalty"] == p and g["width"] == w)
+                cells.append(f"{andi._cell(g['cp_jaccard'])}/{andi._cell(g['cp_rmse'])}".rjust(13))
+            lines.append(f"{p:>8} " + " ".join(cells))
+        if sens["best"]:
+            lines.append(f"best ({sens['criterion']}): penalty {sens['best']['penalty']}, width {sens['best']['width']}")
+    if result.get("unavailable"):
+        lines += [""] + [f"method {k} not run: {v}" for k, v in result["unavailable"].items()]
+    lines += ["", "== goals of the built-in model =="]
+    for g in result.get("goals", []):
+        state = {True: "met", False: "NOT met", None: "not measured"}[g["met"]]
+        lines.append(f"{g['dataset']:<9} track {g['track']} {g['metric']:<16} {g['goal']:<9} "
+                     f"value {andi._cell(g['value']):>8}  {state}")
+    lines.append(f"\ntotal {result.get('seconds_total', 0):.0f} s")
+    return "\n".join(lines)

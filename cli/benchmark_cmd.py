@@ -1,0 +1,31 @@
+"""``anomalousnet-batch benchmark``: the model against two baselines on AnDi-2 style data."""
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--quick", is_flag=True, help="Trajectories only (no videos), one FOV per experiment.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every simulated dataset.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="benchmark-out", show_default=True,
+              help="Folder for datasets (reused when present), submissions and benchmark.json.")
+@click.option("--fovs", type=int, default=None, help="FOVs per experiment (default 1 quick, 2 full).")
+@click.option("--model", "model_spec", default="default", show_default=True, help="Model bundle to benchmark.")
+@click.option("--methods", default="model,classical,naive", show_default=True,
+              help="Comma-separated methods to run.")
+def benchmark(quick: bool, seed: int, out_dir: str, fovs: int | None, model_spec: str, methods: str) -> None:
+    """Side by side on the same seeded AnDi-2 style data: the AnomalousNet pipeline, a classical
+    baseline (ruptures + MSD fits) and a naive one, scored by the official scorer; prints one
+    table (per method and track, per experiment, per-state recall, modality gap, throughput,
+    change-point sensitivity, goals) and writes OUT/benchmark.json."""
+    from anomalousnet import benchmark as bm
+
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    bad = [m for m in chosen if m not in bm.METHOD_ORDER]
+    if bad:
+        raise click.BadParameter(f"unknown method(s) {bad}; choose from {', '.join(bm.METHOD_ORDER)}",
+                                 param_hint="--methods")
+    options = bm.BenchmarkOptions(quick=quick, seed=seed, fovs=fovs, model=model_spec, methods=chosen)
+    result = bm.run_benchmark(out_dir, options)
+    click.echo(bm.format_report(result))
+    click.echo(f"wrote {out_dir}/benchmark.json")
