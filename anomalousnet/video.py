@@ -16,7 +16,9 @@ VIP marks as ``vip_marks``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import math
 import os
 from pathlib import Path
@@ -94,6 +96,15 @@ class Video:
         except Exception as exc:  # noqa: BLE001 - tifffile raises many types for bad files
             raise VideoError(path, f"not a readable TIFF file: {exc}") from None
         try:
+            with _tifffile_errors() as errors:
+                n_pages = len(self._tif.pages)  # walks the whole page chain: a cut one shows here
+                self._tif.series  # noqa: B018 - parsed now, so layout errors are caught here
+            if errors:
+                raise VideoError(path, f"truncated or damaged TIFF ({errors[0]})")
+            last = self._tif.pages[n_pages - 1] if n_pages else None
+            if last is not None and hasattr(last, "dataoffsets") and last.dataoffsets and \
+                    last.dataoffsets[-1] + last.databytecounts[-1] > self.path.stat().st_size:
+                raise VideoError(path, "truncated or damaged TIFF (last page's data lie beyond the end of the file)")
             self._open(andi_vip)
         except VideoError:
             self.close()
@@ -206,6 +217,24 @@ class Video:
     def __repr__(self) -> str:
         return (f"Video({str(self.path)!r}, n_frames={self.n_frames}, frame_shape={self.frame_shape}, "
                 f"dtype={self.dtype}, memmapped={self.memmapped}, vips={len(self.vip_marks)})")
+
+
+@contextlib.contextmanager
+def _tifffile_errors():
+    """Collect the errors tifffile logs (instead of raising) while it parses a damaged file."""
+    errors: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            errors.append(record.getMessage())
+
+    handler = Collect(level=logging.ERROR)
+    logger = logging.getLogger("tifffile")
+    logger.addHandler(handler)
+    try:
+        yield errors
+    finally:
+        logger.removeHandler(handler)
 
 
 def _frame_shape(path: Path, series) -> tuple[int, int]:
@@ -370,6 +399,8 @@ def _reflect(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def _separated_points(rng, n: int, xr, yr, min_distance: float, tries: int = 10_000) -> np.ndarray:
+    if n == 0:
+        return np.zeros((0, 2))
     points = []
     for _ in range(tries):
         p = np.array([rng.uniform(*xr), rng.uniform(*yr)])

@@ -1,0 +1,59 @@
+"""``anomalousnet-batch track``: TIFF videos -> trackpy trajectories in a sharded HDF5 store."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command()
+@click.option("--input", "-i", "inputs", multiple=True, metavar="PATTERN",
+              help="Video file, directory or quoted glob pattern (repeatable; more may follow as arguments).")
+@click.argument("more_inputs", nargs=-1, metavar="[PATTERN]...")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Trajectory store directory.")
+@click.option("--diameter", type=int, default=None, help="Spot diameter, odd px [estimated per video].")
+@click.option("--minmass", type=float, default=None, help="Minimum feature mass [estimated per video].")
+@click.option("--search-range", type=float, default=None, help="Largest step linked, px/frame [estimated].")
+@click.option("--memory", type=int, default=3, show_default=True,
+              help="Frames a particle may vanish and still be linked (gaps are interpolated and flagged).")
+@click.option("--min-length", type=int, default=1, show_default=True, help="Drop trajectories shorter than this.")
+@click.option("--andi-vip/--no-andi-vip", default=None,
+              help="First page is (is not) an AnDi-2 VIP label image [recognised automatically].")
+@click.option("--pixel-size", type=float, default=float("nan"), help="Pixel size, um (recorded as provenance).")
+@click.option("--frame-interval", type=float, default=float("nan"), help="Frame interval, s (recorded).")
+@click.option("--workers", type=int, default=None, help="Local Dask worker processes [CPUs available].")
+@click.option("--scheduler-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Use the Dask cluster of this scheduler file instead of a local one.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar over videos.")
+def track(inputs, more_inputs, out, diameter, minmass, search_range, memory, min_length, andi_vip, pixel_size,
+          frame_interval, workers, scheduler_file, progress) -> None:
+    """Track particles in TIFF/OME-TIFF videos (trackpy) into a trajectory store, one shard per video.
+
+    Re-running skips videos whose shard is complete. A video that cannot be tracked is
+    named with the reason; the others are still tracked and the command exits 1.
+
+    Example: anomalousnet-batch track --input 'data/*.tif' --out tracks/ --workers 4
+    """
+    from anomalousnet import store as st
+    from anomalousnet.tracking import TrackOptions, track_videos
+
+    patterns = list(inputs) + list(more_inputs)
+    if not patterns:
+        raise click.UsageError("give at least one video, directory or pattern (--input)")
+    try:
+        options = TrackOptions(diameter=diameter, minmass=minmass, search_range=search_range, memory=memory,
+                               min_length=min_length, andi_vip=andi_vip, pixel_size_um=pixel_size,
+                               frame_interval_s=frame_interval)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    try:
+        summary = track_videos(patterns, out, options, workers=workers, scheduler_file=scheduler_file,
+                               progress=progress)
+    except st.StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{out}: {len(summary.written)} video(s) tracked, {len(summary.skipped)} already complete, "
+               f"{len(summary.failed)} failed")
+    if summary.failed:
+        for name, problem in summary.failed.items():
+            click.echo(f"FAILED {name}: {problem}", err=True)
+        sys.exit(1)

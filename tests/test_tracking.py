@@ -1,0 +1,260 @@
+"""Tracking: TIFF reading (memmap / page by page, bad files), trackpy localisation and linking
+against known positions, gap filling, VIP tags, the Dask driver (failures, resume after a kill)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from click.testing import CliRunner
+from scipy.spatial import cKDTree
+
+from anomalousnet import store as st
+from anomalousnet import tracking as tr
+from anomalousnet.video import SyntheticVideo, Video, VideoError, looks_like_vip_labels
+
+CLI = [sys.executable, "-m", "anomalousnet_cli"]
+
+
+def localisation(truth: pd.DataFrame, tracked: pd.DataFrame, tol: float = 1.5):
+    """RMSE (px) of detected positions matched to true visible ones within ``tol``, and recall."""
+    observed = tracked[~tracked["interpolated"]]
+    errors, n_true = [], 0
+    for frame, t in truth[truth["visible"]].groupby("frame"):
+        n_true += len(t)
+        found = observed[observed["frame"] == frame]
+        if len(found):
+            d, _ = cKDTree(found[["x", "y"]].to_numpy()).query(t[["x", "y"]].to_numpy())
+            errors.extend(d[d < tol])
+    return float(np.sqrt(np.mean(np.square(errors)))), len(errors) / n_true
+
+
+def coverage(truth_track: pd.DataFrame, tracked: pd.DataFrame, particle: int, tol: float = 1.5) -> float:
+    """Fraction of a true trajectory's frames where tracked ``particle`` is within ``tol`` px of it."""
+    mine = tracked[tracked["particle"] == particle].merge(truth_track, on="frame", suffixes=("", "_true"))
+    close = np.hypot(mine["x"] - mine["x_true"], mine["y"] - mine["y_true"]) < tol
+    return float(close.sum()) / len(truth_track)
+
+
+@pytest.fixture(scope="module")
+def tracked(tmp_path_factory):
+    """One synthetic video with blinking particles and 3 VIP marks (AnDi layout), tracked once."""
+    tmp = tmp_path_factory.mktemp("tracked")
+    video = SyntheticVideo(n_frames=60, shape=(96, 96), n_particles=10, D=0.3, sigma_px=1.2, blink=0.08, seed=5)
+    truth = video.write(tmp / "v.tif", vips=3, layout="andi")
+    shard = tr.track_video(tmp / "v.tif", tmp / "v.h5")
+    return truth, st.read_shard(shard)
+
+
+def test_positions_match_truth_within_a_fifth_of_a_pixel(tracked):
+    truth, shard = tracked
+    rmse, recall = localisation(truth, shard.trajectories.to_dataframe())
+    assert rmse < 0.2, rmse
+    assert recall > 0.95, recall
+
+
+def test_every_particle_is_one_trajectory_over_most_of_its_frames(tracked):
+    truth, shard = tracked
+    df = shard.trajectories.to_dataframe()
+    best = []
+    for p, t in truth.groupby("particle"):
+        best.append(max(coverage(t, df, q) for q in df["particle"].unique()))
+    assert np.mean(np.array(best) >= 0.9) >= 0.9, best
+
+
+def test_gaps_are_filled_and_flagged_so_frames_are_contiguous(tracked):
+    truth, shard = tracked
+    traj = shard.trajectories
+    assert all(np.all(np.diff(t["frame"]) == 1) for t in traj)
+    interpolated = traj.points["interpolated"]
+    assert interpolated.dtype == bool and 0 < interpolated.sum() < 0.2 * len(interpolated)
+    assert np.all(np.isnan(traj.points["mass"][interpolated]))
+    # Most filled points sit where a particle really was invisible (blinked).
+    df = traj.to_dataframe()
+    filled = df[df["interpolated"]]
+    hidden = truth[~truth["visible"]]
+    hits = sum(np.hypot(*(hidden[hidden["frame"] == r.frame][["x", "y"]].to_numpy() - [r.x, r.y]).T).min() < 2
+               for r in filled.itertuples() if (hidden["frame"] == r.frame).any())
+    assert hits >= 0.8 * len(filled), (hits, len(filled))
+
+
+def test_fill_gaps_interpolates_linearly():
+    linked = pd.DataFrame({"particle": [7, 7, 7, 3], "frame": [10, 11, 14, 0], "x": [0.0, 1.0, 4.0, 5.0],
+                           "y": [2.0, 2.0, 8.0, 1.0], "mass": [1.0, 2.0, 3.0, 4.0]})
+    out = tr.fill_gaps(linked)
+    seven = out[out["particle"] == 7]
+    assert seven["frame"].tolist() == [10, 11, 12, 13, 14]
+    assert seven["x"].tolist() == [0, 1, 2, 3, 4] and seven["y"].tolist() == [2, 2, 4, 6, 8]
+    assert seven["interpolated"].tolist() == [False, False, True, True, False]
+    assert np.isnan(seven["mass"].to_numpy()[2:4]).all()
+    assert out[out["particle"] == 3]["frame"].tolist() == [0]
+
+
+def test_estimated_parameters_are_recorded_in_the_shard(tracked):
+    _, shard = tracked
+    params = __import__("json").loads(shard.attrs["parameters"])
+    assert params["estimated"] == ["diameter", "minmass", "search_range"]
+    assert shard.attrs["track_diameter"] == params["diameter"] == 5  # sigma 1.2 px: radius ceil(1.5 sigma)
+    assert 0 < shard.attrs["track_minmass"] < 200  # below a spot's mass, above noise
+    assert 2 <= shard.attrs["track_search_range"] <= 10
+    assert shard.attrs["source_sha256"] and shard.attrs["kind"] == "trajectories"
+
+
+def test_spot_size_estimate_follows_the_psf(tmp_path):
+    for sigma in (1.0, 2.0):
+        frames = np.stack(list(SyntheticVideo(n_frames=3, shape=(80, 80), sigma_px=sigma, amplitude=400,
+                                              min_separation=12, seed=1).frames()))
+        assert tr.estimate_spot_sigma(frames) == pytest.approx(sigma, rel=0.15)
+
+
+def test_estimated_minmass_rejects_pure_noise():
+    video = SyntheticVideo(n_frames=10, shape=(128, 128), n_particles=0, seed=2)
+    frames = np.stack(list(video.frames(video.truth())))
+    import trackpy as tp
+
+    minmass = tr.estimate_minmass(frames[:3], 5)
+    false = sum(len(tp.locate(f, 5, minmass=minmass)) for f in frames[3:])
+    assert false <= 1, false
+
+
+def test_vip_marks_tag_the_right_trajectories(tracked):
+    truth, shard = tracked
+    traj = shard.trajectories
+    assert shard.attrs["andi_vip_labels"] and shard.attrs["vip_marks"] == "[0, 1, 2]"
+    vip = traj.tracks["vip"]
+    assert sorted(vip[vip >= 0].tolist()) == [0, 1, 2] and vip.dtype == np.int64
+    df = traj.to_dataframe()
+    for i in range(3):
+        particle = traj.tracks["particle"][vip == i][0]
+        assert coverage(truth[truth["particle"] == i], df, particle) >= 0.9
+
+
+def test_label_page_is_recognised_or_taken_as_told(tmp_path):
+    video = SyntheticVideo(n_frames=5, shape=(32, 32), n_particles=2, seed=0, dtype="uint8", amplitude=100)
+    video.write(tmp_path / "andi.tif", vips=2)
+    video.write(tmp_path / "plain.tif")
+    with Video(tmp_path / "andi.tif") as v:
+        assert v.n_frames == 5 and sorted(v.vip_marks) == [0, 1] and looks_like_vip_labels(v.vip_labels)
+    with Video(tmp_path / "andi.tif", andi_vip=False) as v:
+        assert v.n_frames == 6 and v.vip_marks == {}
+    with pytest.raises(VideoError, match="plain.tif: first page is not an AnDi VIP label image"):
+        Video(tmp_path / "plain.tif", andi_vip=True)
+
+
+@pytest.mark.parametrize("layout, compression, memmapped", [
+    ("stack", None, True), ("stack", "zlib", False), ("andi", None, False), ("tyx1", None, True),
+    ("ome", None, True), ("imagej", None, True), ("tiled", None, False)])
+def test_layouts_give_the_same_frames(tmp_path, layout, compression, memmapped):
+    video = SyntheticVideo(n_frames=7, shape=(24, 40), n_particles=2, seed=4, min_separation=4, margin=4)
+    expected = np.stack(list(video.frames()))
+    path = tmp_path / "v.tif"
+    if layout in ("stack", "andi"):
+        video.write(path, layout=layout, compression=compression)
+    elif layout == "tyx1":
+        tifffile.imwrite(path, expected[..., None])
+    elif layout == "ome":
+        path = tmp_path / "v.ome.tif"
+        tifffile.imwrite(path, expected[:, None, None], metadata={"axes": "TZCYX"})
+    elif layout == "imagej":
+        tifffile.imwrite(path, expected, imagej=True, metadata={"axes": "TYX"})
+    else:
+        tifffile.imwrite(path, expected, tile=(16, 16))
+    with Video(path) as v:
+        assert (v.n_frames, v.frame_shape, v.memmapped) == (7, (24, 40), memmapped)
+        assert np.array_equal(v.frames(), expected)
+        assert np.array_equal(v.frames(2, 5), expected[2:5])
+        blocks = list(v.chunks(max_bytes=3 * 24 * 40 * 2))
+        assert [s for s, _ in blocks] == [0, 3, 6] and np.array_equal(np.concatenate([b for _, b in blocks]),
+                                                                     expected)
+
+
+def _bad_files(tmp_path):
+    good = tmp_path / "good.tif"
+    SyntheticVideo(n_frames=20, shape=(32, 32), n_particles=2, seed=0).write(good, compression="zlib")
+    files = {"image2d.tif": "single 2D image", "rgb.tif": "RGB", "empty.tif": "empty file",
+             "text.tif": "not a readable TIFF", "truncated.tif": "truncated or damaged",
+             "channels.tif": "3 channels"}
+    tifffile.imwrite(tmp_path / "image2d.tif", np.zeros((32, 32), np.uint16))
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((5, 32, 32, 3), np.uint8), photometric="rgb")
+    (tmp_path / "empty.tif").touch()
+    (tmp_path / "text.tif").write_text("frame,x,y\n0,1,2\n")
+    data = good.read_bytes()
+    (tmp_path / "truncated.tif").write_bytes(data[: len(data) // 2])
+    tifffile.imwrite(tmp_path / "channels.tif", np.zeros((5, 3, 32, 32), np.uint16), metadata={"axes": "TCYX"})
+    return files
+
+
+def test_bad_files_are_clear_errors_naming_the_file(tmp_path):
+    for name, problem in _bad_files(tmp_path).items():
+        with pytest.raises(VideoError) as err:
+            with Video(tmp_path / name) as v:
+                v.frames()
+        assert name in str(err.value) and problem in str(err.value), str(err.value)
+
+
+def test_failing_files_are_named_others_tracked_exit_nonzero(tmp_path):
+    from anomalousnet_cli.main import main
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for seed in (1, 2):
+        SyntheticVideo(n_frames=30, shape=(64, 64), n_particles=5, seed=seed).write(videos / f"good{seed}.tif")
+    bad = _bad_files(videos)
+    (videos / "good.tif").unlink()  # its truncated copy stays among the bad ones
+    out = tmp_path / "store"
+    args = ["track", "--input", str(videos / "*.tif"), str(tmp_path / "missing.tif"), "--out", str(out),
+            "--workers", "2", "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert f"2 video(s) tracked, 0 already complete, {len(bad) + 1} failed" in result.output
+    for name, problem in bad.items():
+        assert f"FAILED {videos / name}: " in result.output and problem in result.output
+    assert f"FAILED {tmp_path / 'missing.tif'}: no such file" in result.output
+    index = st.validate_store(out)
+    assert len(index.shard_names) == 2 and index.kind == "trajectories"
+    assert sorted(st.read_shard(out / n).attrs["source_path"].rsplit("/", 1)[1] for n in index.shard_names) == \
+        ["good1.tif", "good2.tif"]
+    again = CliRunner().invoke(main, args)
+    assert "0 video(s) tracked, 2 already complete" in again.output and again.exit_code == 1
+
+
+def test_shard_names_are_unique_for_same_named_videos_in_different_folders(tmp_path):
+    a, b = tmp_path / "exp_0" / "videos_fov_0.tiff", tmp_path / "exp_1" / "videos_fov_0.tiff"
+    assert tr.shard_name(a) != tr.shard_name(b)
+    assert tr.shard_name(a).startswith("exp_0_videos_fov_0-") and tr.shard_name(a) == tr.shard_name(a)
+
+
+def test_killed_run_resumes_without_redoing_complete_shards(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for seed in range(4):
+        SyntheticVideo(n_frames=150, shape=(128, 128), n_particles=15, seed=seed).write(videos / f"v{seed}.tif")
+    out = tmp_path / "store"
+    cmd = CLI + ["track", "--input", str(videos / "*.tif"), "--out", str(out), "--workers", "1", "--no-progress"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not st.shard_paths(out) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Dask worker processes
+        proc.wait()
+    done = {p.name: p.stat().st_mtime_ns for p in st.shard_paths(out)}
+    assert 1 <= len(done) < 4, done  # killed mid-run
+    assert not (out / st.INDEX_NAME).exists()
+
+    summary = tr.track_videos([str(videos / "*.tif")], out, workers=1, progress=False)
+    assert sorted(p.name for p in summary.skipped) == sorted(done) and summary.ok
+    assert len(summary.written) == 4 - len(done)
+    assert {n: (out / n).stat().st_mtime_ns for n in done} == done  # not rewritten
+    index = st.validate_store(out)
+    assert len(index.shard_names) == 4
+    assert not st.leftover_tmp_paths(out) and not list(out.glob("*.corrupt"))
+    with h5py.File(out / st.INDEX_NAME) as f:
+        assert f.attrs["command"] == "track"
