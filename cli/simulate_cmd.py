@@ -75,3 +75,49 @@ def trajectories(out, n, seed, models, model_weights, directed_fraction, length,
         click.echo("re-run the same command to redo the failed shards (the index is written when all are complete)",
                    err=True)
         sys.exit(1)
+
+
+@simulate.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Dataset directory (public/ + ref/).")
+@click.option("--seed", required=True, type=int, help="Master seed (experiment and FOV seeds derive from it).")
+@click.option("--experiments", default="5", show_default=True,
+              help="Number of experiments (models cycled in the challenge's order), or comma-separated model "
+                   "names or numbers 1..5.")
+@click.option("--fovs", default=1, show_default=True, type=click.IntRange(min=1), help="FOVs per experiment.")
+@click.option("--videos", is_flag=True, help="Also track 1: videos (TIFF) and VIP indices (needs the video extra).")
+@click.option("--num-vip", default=10, show_default=True, type=click.IntRange(1, 254), help="VIPs per FOV video.")
+@click.option("--length", default=200, show_default=True, type=click.IntRange(min=21), help="Frames per FOV.")
+@click.option("--particles", default=None, type=click.IntRange(min=1), help="Particles per experiment (default 50).")
+@click.option("--noise", default=0.12, show_default=True, type=click.FloatRange(min=0),
+              help="Localisation noise sigma of the CSV positions, px.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Local Dask worker processes, one FOV per task (0: run in this process).")
+@click.option("--scheduler-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Use the Dask cluster of this scheduler file.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def andi(out, seed, experiments, fovs, videos, num_vip, length, particles, noise, workers, scheduler_file,
+         no_progress) -> None:
+    """Write a dataset in the 2nd AnDi Challenge layout, simulated by challenge_phenom_dataset.
+
+    public/track_2/exp_E/trajs_fov_F.csv (and with --videos public/track_1/exp_E/videos_fov_F.tiff,
+    vip_idx_fov_F.txt); ref/track_T/exp_E/ holds the labels the official scorer reads.
+
+    Example: anomalousnet-batch simulate andi --out andi/ --seed 1 --experiments 5 --fovs 2 --videos
+    """
+    from anomalousnet import simulate as sim
+
+    exps = int(experiments) if experiments.strip().isdigit() else [e.strip() for e in experiments.split(",") if e.strip()]
+    try:
+        summary = sim.simulate_andi(out, seed, experiments=exps, fovs=fovs, videos=videos, num_vip=num_vip,
+                                    length=length, particles=particles, noise=noise, workers=workers,
+                                    scheduler_file=scheduler_file, progress=not no_progress)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    n = sum(r["trajectories"] for r in summary.results.values())
+    click.echo(f"{out}: {len(summary.models)} experiments ({', '.join(summary.models)}), "
+               f"{len(summary.written)} FOVs written ({n} trajectories), {len(summary.skipped)} kept from an earlier "
+               f"run, {len(summary.failed)} failed")
+    if summary.failed:
+        for name, error in sorted(summary.failed.items()):
+            click.echo(f"FAILED {name}: {error}", err=True)
+        sys.exit(1)
