@@ -182,7 +182,7 @@ def tune(model: str, n: int, seed: int = 11) -> None:
           f"model {bundle.path} ({bundle.sha256[:12]})")
     rows = []
     for width in (6, 10, 14, 20):
-        for penalty in (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0):
+        for penalty in (0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 16.0, 24.0, 32.0):
             opts = cp.SegmentOptions(penalty=penalty, width=width)
             pred_cps, err = [], []
             for i in range(traj.n_tracks):
