@@ -47,8 +47,8 @@ GOALS = {
 
 @dataclasses.dataclass(frozen=True)
 class BenchmarkOptions:
-    """quick: trajectories only (no videos), one FOV per experiment; seed: master seed of
-    every dataset; fovs: FOVs per experiment (default 1 quick, 2 full); model: bundle spec;
+    """quick: trajectories only (no videos); seed: master seed of every dataset; fovs: FOVs
+    per experiment (default 3, about 20 trajectories each at the challenge's density); model: bundle spec;
     penalties, widths: the change-point sensitivity grid (detector penalty, window in frames);
     methods: which methods to run."""
 
@@ -63,7 +63,7 @@ class BenchmarkOptions:
 
     @property
     def n_fovs(self) -> int:
-        return self.fovs or (1 if self.quick else 2)
+        return self.fovs or 3
 
     @property
     def videos(self) -> bool:
@@ -112,6 +112,12 @@ def make_datasets(data_dir: os.PathLike | str, options: BenchmarkOptions, progre
 
 # ----------------------------------------------------------------------------- running
 
+def _warmup_trajectories() -> st.Trajectories:
+    rng = np.random.default_rng(0)
+    return st.Trajectories.from_arrays([{"x": rng.normal(size=n).cumsum(), "y": rng.normal(size=n).cumsum()}
+                                        for n in (2, 50, 200)])
+
+
 def _frames(public: Path, tracks: Sequence[int]) -> dict[int, int]:
     frames = {}
     for fov in andi.find_public(public, tracks):
@@ -140,15 +146,19 @@ def run_benchmark(out_dir: os.PathLike | str, options: BenchmarkOptions = Benchm
     out_dir = Path(out_dir)
     t_start = time.perf_counter()
     roots = make_datasets(out_dir / "data", options, progress)
-    methods, unavailable = {}, {}
+    methods, unavailable, startup = {}, {}, {}
     for name in options.methods:
+        t0 = time.perf_counter()
         try:
             methods[name] = andi.make_method(name, options.model)
+            methods[name](_warmup_trajectories())  # loading and compiling are not per-trajectory costs
         except Exception as exc:  # noqa: BLE001 - e.g. no model bundle: the others still run, reported
             unavailable[name] = f"{type(exc).__name__}: {exc}"
+            methods.pop(name, None)
             log.warning("method %s unavailable: %s", name, exc)
+        startup[name] = time.perf_counter() - t0
     result = {"options": dataclasses.asdict(options), "datasets": {k: str(v) for k, v in roots.items()},
-              "unavailable": unavailable, "runs": {}, "throughput": {}}
+              "unavailable": unavailable, "runs": {}, "throughput": {}, "startup_seconds": startup}
     for dataset, root in roots.items():
         tracks = [2] + ([1] if (root / "public" / "track_1").is_dir() else [])
         frames = _frames(root / "public", [2])
@@ -301,7 +311,8 @@ def format_report(result: dict) -> str:
                     f"{k} {andi._cell(v['recall'])} ({v['frames']})" for k, v in rec.items() if v["frames"]))
     lines += ["", "== throughput (andi dataset, this machine) =="]
     for method, t in result["throughput"].items():
-        lines.append(f"{method:<10} track 2: {andi._cell(t['track2_trajectories_per_s'])} trajectories/s, "
+        lines.append(f"{method:<10} start-up {result['startup_seconds'].get(method, 0):.1f} s; "
+                     f"track 2: {andi._cell(t['track2_trajectories_per_s'])} trajectories/s, "
                      f"{andi._cell(t['track2_frames_per_s'])} frames/s"
                      + (f"; track 1: {andi._cell(t['track1_seconds_per_video'])} s/video (tracking included)"
                         if t.get("track1_seconds_per_video") is not None else ""))

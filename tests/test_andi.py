@@ -233,3 +233,41 @@ def test_cli_run_then_score(dataset, tmp_path):
     out = subprocess.run([*CLI, "andi", "run", "--public", str(tmp_path / "nowhere"), "--out", str(tmp_path / "s2")],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "nowhere" in out.stderr
+
+
+def test_model_method_writes_a_complete_submission(dataset, tmp_path):
+    """The AnomalousNet pipeline (built-in model + change points) through `andi run`: every
+    trajectory gets a line, the official parser reads it, and it scores."""
+    ref, public = dataset
+    out = subprocess.run([*CLI, "andi", "run", "--public", str(public), "--out", str(tmp_path / "sub"), "--tracks", "2",
+                          "--method", "model"], capture_output=True, text=True, timeout=600,
+                         env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = andi.score(tmp_path / "sub", ref, tracks=[2], ensemble=False)
+    assert report.complete, [str(p) for p in report.problems]
+    overall = report.overall(2)
+    assert overall["n_scored"] == overall["n_expected"] > 0
+    assert overall["alpha_mae"] < 0.5 and overall["state_f1"] > 0.5
+
+
+def test_benchmark_scores_methods_side_by_side(tmp_path):
+    from anomalousnet import benchmark as bm
+
+    options = bm.BenchmarkOptions(quick=True, seed=1, fovs=1, methods=("classical", "naive"))
+    result = bm.run_benchmark(tmp_path, options, progress=False)
+    assert set(result["runs"]) == {"andi", "directed"}
+    andi_runs = result["runs"]["andi"]
+    assert [e["model"] for e in andi_runs["naive"]["score"]["tracks"]["2"]["experiments"]] == \
+        ["single_state", "multi_state", "immobile_traps", "dimerization", "confinement"]
+    classical = andi_runs["classical"]["score"]["tracks"]["2"]["overall"]
+    naive = andi_runs["naive"]["score"]["tracks"]["2"]["overall"]
+    assert classical["K_msle"] < naive["K_msle"] and classical["ens_K_w1"] < naive["ens_K_w1"]
+    directed = result["runs"]["directed"]["classical"]["score"]["tracks"]["2"]["state_recall"]["directed"]
+    assert directed["frames"] > 0 and directed["recall"] > 0.3  # directed motion is in the data and found
+    assert result["runs"]["directed"]["naive"]["score"]["tracks"]["2"]["state_recall"]["directed"]["recall"] == 0
+    assert result["throughput"]["classical"]["track2_trajectories_per_s"] > 0
+    text = bm.format_report(result)
+    assert "andi        2 classical" in text and "directed" in text and "not measured" in text
+    assert (tmp_path / "benchmark.json").exists()
+    again = bm.make_datasets(tmp_path / "data", options, progress=False)  # reused, not simulated again
+    assert again["andi"] == Path(result["datasets"]["andi"])
