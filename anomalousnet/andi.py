@@ -282,16 +282,61 @@ def labels_from_segments(segments: Mapping[str, np.ndarray]) -> list[TrajectoryL
     return out
 
 
-def ensemble_from_labels(labels: Iterable[TrajectoryLabel], model: str = "predicted") -> EnsembleLabel:
+def ensemble_from_labels(labels: Iterable[TrajectoryLabel], model: str = "predicted",
+                         split_K: bool = True) -> EnsembleLabel:
     """Ensemble of an experiment from its trajectories' segments (:func:`anomalousnet.ensemble.fov_ensemble`:
-    one column per predicted state, frame-weighted means and variances of alpha and K, weights the
-    share of frames). The W1 metric compares the mixtures, so the column order does not matter."""
+    one column per group, frame-weighted means and variances of alpha and K, weights the share of
+    frames). Groups are the predicted states, each split in two by :func:`split_by_K` when its K
+    values form two separate clusters (``split_K``). The W1 metric compares the mixtures, so
+    the column order does not matter."""
     from anomalousnet.ensemble import andi_matrix, fov_ensemble
 
-    table = fov_ensemble(labels_to_segments(labels))
+    segments = labels_to_segments(labels)
+    if split_K:
+        segments["state"] = split_by_K(segments)
+    table = fov_ensemble(segments)
     if not len(table["state"]):
         return EnsembleLabel(model, np.array([[1.0], [0.0], [1.0], [0.0], [1.0]]))
     return EnsembleLabel(model, andi_matrix(table))
+
+
+def split_by_K(segments: Mapping[str, np.ndarray], min_gap_sd: float = 4.0, min_gap_decades: float = 0.7,
+               min_weight: float = 0.05, k_floor: float = 1e-3) -> np.ndarray:
+    """Group labels for the ensemble: the predicted state, and within a state two groups when
+    its segments' log10 K fall into two well-separated clusters (weighted 2-means; kept when
+    the cluster means are more than ``min_gap_sd`` pooled standard deviations and
+    ``min_gap_decades`` apart, and each holds at least ``min_weight`` of the state's frames). The challenge's two-state, dimer
+    and confinement experiments have states of the same kind whose K differ 10-100x: one
+    column per predicted state would merge them into one broad population."""
+    state = np.asarray(segments["state"], np.int64)
+    w = (np.asarray(segments["end"]) - np.asarray(segments["start"])).astype(np.float64)
+    logk = np.log10(np.maximum(np.asarray(segments["K"], np.float64), k_floor))
+    group = state * 2
+    for s in np.unique(state):
+        m = np.flatnonzero(state == s)
+        if len(m) < 4:
+            continue
+        x, ww = logk[m], w[m]
+        centres = np.array([np.quantile(x, 0.25), np.quantile(x, 0.75)])
+        if centres[1] - centres[0] <= 0:
+            continue
+        for _ in range(30):
+            hi = np.abs(x - centres[1]) < np.abs(x - centres[0])
+            if hi.all() or not hi.any():
+                break
+            new = np.array([np.average(x[~hi], weights=ww[~hi]), np.average(x[hi], weights=ww[hi])])
+            if np.allclose(new, centres):
+                break
+            centres = new
+        if hi.all() or not hi.any():
+            continue
+        resid = np.where(hi, x - centres[1], x - centres[0])
+        sd = np.sqrt(np.average(resid ** 2, weights=ww))
+        frac = ww[hi].sum() / ww.sum()
+        gap = centres[1] - centres[0]
+        if gap > min_gap_sd * max(sd, 1e-6) and gap > min_gap_decades and min_weight <= frac <= 1 - min_weight:
+            group[m[hi]] += 1
+    return group
 
 
 # ----------------------------------------------------------------------------- trajectories, VIPs
