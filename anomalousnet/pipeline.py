@@ -255,13 +255,19 @@ def config_key(bundle, options: InferOptions) -> str:
                       sort_keys=True)
 
 
-def _existing_matches(path: Path, key: str) -> bool:
+def _existing_matches(path: Path, key: str, source: Source) -> bool:
+    """Whether a results shard from an earlier run can be kept: whole, made with the same
+    model and parameters, and (for CSV and shard inputs) from an unchanged input file."""
     if st.needs_writing(path):
         return False
-    if _attrs(path).get("config") == key:
-        return True
-    log.warning("%s was made with another model or other parameters; redoing it", path)
-    return False
+    attrs = _attrs(path)
+    if attrs.get("config") != key:
+        log.warning("%s was made with another model or other parameters; redoing it", path)
+        return False
+    if source.origin == source.path and attrs.get("source_sha256") != st.sha256_of(source.path):
+        log.warning("%s changed since %s was made; redoing it", source.path, path)
+        return False
+    return True
 
 
 def process_source(source: Source, store_dir: Path, bundle, options: InferOptions, client=None) -> Path:
@@ -325,7 +331,7 @@ def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferO
     todo = []
     for source in sources:
         path = store_dir / source.name
-        if path.exists() and _existing_matches(path, key):
+        if path.exists() and _existing_matches(path, key, source):
             summary.kept.append(path)
         else:
             todo.append(source)
@@ -383,6 +389,9 @@ def segment_store(store_dir: os.PathLike | str, options: cp.SegmentOptions = cp.
             st.write_shard(path, shard.trajectories, kind=shard.attrs["kind"], attrs=attrs, tables=tables)
     st.write_index(store_dir, index.kind, st.provenance("segment", {"segment": dataclasses.asdict(options)}))
     out_dir = Path(out_dir) if out_dir else store_dir.parent
+    if paths and pixel_size_um is None and frame_interval_s is None:  # the units `infer` was given
+        attrs = _attrs(paths[0])
+        pixel_size_um, frame_interval_s = _finite(attrs.get("pixel_size_um")), _finite(attrs.get("frame_interval_s"))
     write_tables(paths, out_dir, pixel_size_um, frame_interval_s)
     return paths
 
@@ -392,38 +401,38 @@ def segment_store(store_dir: os.PathLike | str, options: cp.SegmentOptions = cp.
 def write_tables(shards: Iterable[Path], out_dir: Path, pixel_size_um: float | None = None,
                  frame_interval_s: float | None = None) -> tuple[Path, Path]:
     """segments.csv, ensemble.csv and ensemble/NAME.txt (AnDi-2 layout) from results
-    shards, one shard in memory at a time; written atomically."""
+    shards, streamed one shard at a time (memory stays flat); each file written atomically."""
     import pandas as pd
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / ENSEMBLE_DIR).mkdir(exist_ok=True)
-    seg_frames, ens_frames = [], []
-    for path in shards:
-        if not path.exists():
-            continue  # a failed FOV
-        shard = st.read_shard(path)
-        source = shard.attrs.get("source_path", str(path))
-        seg = shard.tables.get("segments")
-        if seg is None:
-            continue
-        df = pd.DataFrame({"source": source, "fov": path.stem, **{c: seg[c] for c in (
-            "particle", "start", "end", "frame_start", "alpha", "K", "state") if c in seg}})
-        df["state_name"] = [STATE_NAMES[s] if 0 <= s < len(STATE_NAMES) else str(s) for s in df["state"]]
-        px = pixel_size_um if pixel_size_um is not None else _finite(shard.attrs.get("pixel_size_um"))
-        dt = frame_interval_s if frame_interval_s is not None else _finite(shard.attrs.get("frame_interval_s"))
-        if px is not None and dt is not None:
-            df["K_um2_per_s_alpha"] = physical_K(df["K"].to_numpy(), df["alpha"].to_numpy(), px, dt)
-        seg_frames.append(df)
-        e = shard.tables.get("ensemble")
-        if e is not None:
-            ens_frames.append(pd.DataFrame({"source": source, "fov": path.stem, **e}))
-            _atomic_text(out_dir / ENSEMBLE_DIR / f"{path.stem}.txt", ens.format_andi(e))
     seg_path, ens_path = out_dir / "segments.csv", out_dir / "ensemble.csv"
-    _atomic_csv(pd.concat(seg_frames, ignore_index=True) if seg_frames else pd.DataFrame(
-        columns=["source", "fov", "particle", "start", "end", "frame_start", "alpha", "K", "state", "state_name"]),
-        seg_path)
-    _atomic_csv(pd.concat(ens_frames, ignore_index=True) if ens_frames else pd.DataFrame(
-        columns=["source", "fov", *ens.ENSEMBLE_COLUMNS]), ens_path)
+    seg_tmp, ens_tmp = (p.with_name("." + p.name + ".tmp") for p in (seg_path, ens_path))
+    seg_columns = ["source", "fov", "particle", "start", "end", "frame_start", "alpha", "K", "state", "state_name"]
+    physical = pixel_size_um is not None and frame_interval_s is not None
+    with open(seg_tmp, "w", newline="") as seg_file, open(ens_tmp, "w", newline="") as ens_file:
+        seg_file.write(",".join(seg_columns + (["K_um2_per_s_alpha"] if physical else [])) + "\n")
+        ens_file.write(",".join(["source", "fov", *ens.ENSEMBLE_COLUMNS]) + "\n")
+        for path in shards:
+            if not path.exists():
+                continue  # a failed FOV
+            shard = st.read_shard(path)
+            source = shard.attrs.get("source_path", str(path))
+            seg = shard.tables.get("segments")
+            if seg is None:
+                continue
+            df = pd.DataFrame({"source": source, "fov": path.stem, **{c: seg[c] for c in seg_columns[2:-1]}})
+            df["state_name"] = [STATE_NAMES[s] if 0 <= s < len(STATE_NAMES) else str(s) for s in df["state"]]
+            if physical:
+                df["K_um2_per_s_alpha"] = physical_K(df["K"].to_numpy(), df["alpha"].to_numpy(), pixel_size_um,
+                                                     frame_interval_s)
+            df.to_csv(seg_file, header=False, index=False)
+            e = shard.tables.get("ensemble")
+            if e is not None:
+                pd.DataFrame({"source": source, "fov": path.stem, **e}).to_csv(ens_file, header=False, index=False)
+                _atomic_text(out_dir / ENSEMBLE_DIR / f"{path.stem}.txt", ens.format_andi(e))
+    os.replace(seg_tmp, seg_path)
+    os.replace(ens_tmp, ens_path)
     return seg_path, ens_path
 
 
@@ -438,12 +447,6 @@ def _finite(value) -> float | None:
     except (TypeError, ValueError):
         return None
     return value if np.isfinite(value) else None
-
-
-def _atomic_csv(df, path: Path) -> None:
-    tmp = path.with_name("." + path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def _atomic_text(path: Path, text: str) -> None:

@@ -118,6 +118,10 @@ def test_cumsum_cost_equals_ruptures_l2_and_gives_the_same_breakpoints():
     ours = rpt.Window(width=20, custom_cost=cp.CostL2Cumsum(), min_size=3, jump=1).fit_predict(signal, pen=20)
     theirs = rpt.Window(width=20, model="l2", min_size=3, jump=1).fit_predict(signal, pen=20)
     assert ours == theirs and ours[:-1] == pytest.approx([70, 130], abs=2)
+    fast = cp.WindowL2(width=20, min_size=3).fit(signal)
+    slow = rpt.Window(width=20, model="l2", min_size=3, jump=1).fit(signal)
+    assert np.array_equal(fast.inds, slow.inds) and np.allclose(fast.score, slow.score, rtol=1e-9, atol=1e-9)
+    assert fast.predict(pen=20) == theirs
 
 
 def _shard(rng, n_tracks=40):

@@ -96,6 +96,14 @@ def test_csv_inputs_end_to_end_resume_and_bad_files(tmp_path, bundle):
     assert shards[1].stat().st_mtime_ns == mtimes[shards[1]]
     assert not st.tmp_path_for(shards[0]).exists()
     check_results(out, 2, bundle.sha256)
+    # An input that changed since is redone; other parameters redo everything.
+    changed = csv_fov(data / "exp_1" / "trajs_fov_0.csv", 9, seed=4)
+    third = pipeline.run_infer([str(data / "exp_*" / "*.csv")], out, options)
+    assert len(third.written) == 1 and len(third.kept) == 1
+    redone = st.read_shard(third.written[0])
+    assert redone.trajectories.n_tracks == changed.n_tracks
+    other = pipeline.InferOptions(model=MODEL, workers=1, segment=cp.SegmentOptions(penalty=20.0), progress=False)
+    assert len(pipeline.run_infer([str(data / "exp_*" / "*.csv")], out, other).written) == 2
 
 
 def test_video_inputs_are_tracked_then_analysed(tmp_path, bundle):
