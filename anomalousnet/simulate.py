@@ -11,7 +11,8 @@ Two products:
   [0, 2) with directed motion (alpha >= 1.9, state 3), D over four decades, several
   trap, dimer and compartment geometries, noise levels and track lengths around the
   challenge's. Labels go through the challenge's filter (majority window 5, minimum
-  segment 3) after cropping, exactly as ``challenge_phenom_dataset`` does.
+  segment 3) after cropping, as ``challenge_phenom_dataset`` does, but on the label
+  triple at once so that the labels of a frame stay consistent (:func:`filter_labels`).
 * :func:`simulate_andi`: a dataset in the 2nd AnDi Challenge layout (``public/`` +
   ``ref/``), made by ``challenge_phenom_dataset`` itself, optionally with videos.
 
@@ -164,6 +165,20 @@ def label_filter(values: np.ndarray, window: int = 5, min_seg: int = 3) -> np.nd
     return uniq[order][filtered]
 
 
+def filter_labels(labels: np.ndarray, window: int = 5, min_seg: int = 3) -> tuple[np.ndarray, ...]:
+    """The challenge's label filter applied to the (alpha, K, state) triple of each frame at once.
+
+    ``challenge_phenom_dataset`` filters each column on its own; when a track visits three
+    or more parameter sets the columns can then change at different frames (a frame labelled
+    free with a directed alpha). Filtering the triple keeps the labels consistent, and gives
+    the same result as the per-column filter whenever the columns change together.
+    ``labels``: (T, 3) array; returns (alpha, K, state).
+    """
+    uniq, inverse = np.unique(labels, axis=0, return_inverse=True)
+    ids = label_filter(inverse.reshape(-1), window, min_seg)
+    return tuple(uniq[ids, j] for j in range(labels.shape[1]))
+
+
 def _enforce_min_segment_length(data: np.ndarray, min_seg: int) -> np.ndarray:
     """``utils_challenge.enforce_min_segment_length`` on run-length encoded segments."""
     n = len(data)
@@ -244,8 +259,11 @@ def _state_params(rng, cfg: SimulationConfig, n_states: int) -> tuple[np.ndarray
 
 def _spread(alphas: np.ndarray, Ds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mean, variance) pairs as models_phenom takes them: particles of one call scatter
-    around the call's values (alpha sd 0.05, D sd 10 %)."""
-    return (np.stack([alphas, np.full_like(alphas, 0.05 ** 2)], axis=1),
+    around the call's values (alpha sd up to 0.05, D sd 10 %). Directed states keep their
+    alpha, and free ones stay 3 sd below 1.9, so that no particle crosses into the other
+    state and directed_fraction holds exactly."""
+    sd = np.where(alphas >= ALPHA_DIRECTED, 0.0, np.minimum(0.05, (ALPHA_DIRECTED - alphas) / 3))
+    return (np.stack([alphas, sd ** 2], axis=1),
             np.stack([Ds, (0.1 * Ds) ** 2], axis=1))
 
 
@@ -367,9 +385,7 @@ def _crop_and_label(pos: np.ndarray, lab: np.ndarray, cfg: SimulationConfig, rng
     length = int(rng.randint(cfg.min_length, T + 1))
     start = int(rng.randint(0, T - length + 1))
     sl = slice(start, start + length)
-    alpha = label_filter(lab[sl, 0])
-    K = label_filter(lab[sl, 1])
-    state = label_filter(lab[sl, 2])
+    alpha, K, state = filter_labels(lab[sl, :3])
     sigma = float(rng.uniform(*cfg.noise_range))
     xy = pos[sl] + rng.normal(0.0, 1.0, size=(length, 2)) * sigma
     return {"frame": np.arange(start, start + length, dtype=np.int64), "x": xy[:, 0].astype(np.float64),
