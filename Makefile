@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 HOROVOD_ENV := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
 	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1
 
-.PHONY: env system test clean demo
+.PHONY: env system test clean demo default-model horovod
 
 env: $(VENV)/.installed
 
@@ -25,7 +25,9 @@ $(VENV)/.horovod: $(VENV)/.installed
 system:
 	tests/setup-system.sh
 
-test: $(VENV)/.installed system
+horovod: $(VENV)/.horovod
+
+test: $(VENV)/.installed $(VENV)/.horovod system
 	$(PY) -m pytest tests
 
 # The main job on a small AnDi-style video set (issue 6): simulate videos, then `infer` with
@@ -47,6 +49,25 @@ demo: $(VENV)/.video
 	@echo "demo videos:  $(DEMO_DIR)/data/public/track_1/"
 	@echo "results:      $(DEMO_DIR)/results/store (HDF5), $(DEMO_DIR)/results/segments.csv, $(DEMO_DIR)/results/ensemble.csv"
 	@echo "figures:      $(DEMO_DIR)/results/figures/*.png"
+
+# The shipped default model (issue 5): simulate a training store and a held-out store, train the
+# three heads with the `cpu` preset on this CPU (resumable: re-running continues from the
+# checkpoints in MODEL_DIR/bundle), measure it on the held-out store (recorded in model.json),
+# then copy weights + model.json into the package.
+MODEL_DIR ?= build/default-model
+MODEL_N ?= 40000
+MODEL_EPOCHS ?= 8
+ANB := TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/anomalousnet-batch
+
+default-model: $(VENV)/.installed
+	$(ANB) simulate trajectories --out $(MODEL_DIR)/train --n $(MODEL_N) --seed 1 --no-progress
+	$(ANB) simulate trajectories --out $(MODEL_DIR)/heldout --n 5000 --seed 2 --no-progress
+	$(ANB) train --data $(MODEL_DIR)/train --target all --preset cpu --epochs $(MODEL_EPOCHS) \
+	  --batch-size 64 --patience 3 --seed 0 --out $(MODEL_DIR)/bundle --resume --no-progress \
+	  --evaluate-on $(MODEL_DIR)/heldout --made-by "make default-model"
+	mkdir -p anomalousnet/models/default
+	cp $(MODEL_DIR)/bundle/model.json $(MODEL_DIR)/bundle/alpha.weights.h5 \
+	  $(MODEL_DIR)/bundle/K.weights.h5 $(MODEL_DIR)/bundle/state.weights.h5 anomalousnet/models/default/
 
 clean:
 	rm -rf $(VENV) build *.egg-info

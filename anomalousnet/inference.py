@@ -129,11 +129,28 @@ def load_bundle(spec: str | os.PathLike | None = "default") -> Bundle:
     return Bundle(path=path, meta=meta, sha256=bundle_sha256(path))
 
 
+def _chunk_size(n: int, batch_size: int) -> int:
+    """Batch shape for ``n`` windows: ``batch_size``, or the next power of two below it for few windows.
+
+    Every chunk is padded to this shape, so the compiled predict function is traced once per
+    shape (a handful of powers of two) instead of once per odd remainder.
+    """
+    return int(min(batch_size, 2 ** int(np.ceil(np.log2(max(n, 1))))))
+
+
 def _predict_windows(net, inputs: np.ndarray, batch_size: int) -> np.ndarray:
-    """Run one head over all windows; Keras compiles its predict function once per model."""
-    if len(inputs) == 0:
+    """Run one head over all windows in fixed-shape chunks through Keras' compiled predict function."""
+    n = len(inputs)
+    if n == 0:
         return np.zeros((0,) + tuple(net.output_shape[1:]), np.float32)
-    return np.asarray(net.predict(inputs, batch_size=batch_size, verbose=0))
+    size = _chunk_size(n, batch_size)
+    out = []
+    for a in range(0, n, size):
+        chunk = inputs[a:a + size]
+        if len(chunk) < size:
+            chunk = np.concatenate([chunk, np.zeros((size - len(chunk),) + chunk.shape[1:], chunk.dtype)])
+        out.append(np.asarray(net.predict_on_batch(chunk)))
+    return np.concatenate(out)[:n]
 
 
 def predict(bundle: Bundle, traj, batch_size: int = 1024, targets: tuple[str, ...] | None = None) -> dict:

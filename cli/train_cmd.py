@@ -30,10 +30,12 @@ import click
               help="float16 compute (auto: on GPUs).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Model bundle directory to write.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out (epoch and optimizer).")
+@click.option("--evaluate-on", multiple=True, metavar="PATTERN",
+              help="Held-out labelled store(s): measure the finished bundle there, record in model.json.")
 @click.option("--made-by", default="", help="Free text recorded in model.json (e.g. the make target).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def train(data, target, preset, epochs, batch_size, learning_rate, val_fraction, patience, steps_per_epoch,
-          max_windows, seed, mixed_precision, out, resume, made_by, progress) -> None:
+          max_windows, seed, mixed_precision, out, resume, evaluate_on, made_by, progress) -> None:
     """Train alpha/K/state networks; runs distributed when started by horovodrun (one rank per process/GPU).
 
     \b
@@ -53,7 +55,13 @@ def train(data, target, preset, epochs, batch_size, learning_rate, val_fraction,
                                 seed=seed, mixed_precision=mixed_precision)
         targets = ("alpha", "K", "state") if target == "all" else (target,)
         bundle = tr.train(list(data), out, config, targets=targets, resume=resume, command=command,
-                          progress=progress)
+                          progress=progress, evaluate_on=list(evaluate_on) or None)
     except (tr.TrainingError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {bundle}")
+    if evaluate_on:
+        from anomalousnet.inference import read_meta
+
+        overall = read_meta(bundle).get("evaluation", {}).get("overall", {})
+        click.echo("held-out per-frame figures: " + ", ".join(
+            f"{k} {v:.4g}" for k, v in overall.items() if isinstance(v, float)))
