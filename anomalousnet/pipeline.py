@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import re
+import time
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -92,6 +93,10 @@ class InferSummary:
     kept: list[Path] = dataclasses.field(default_factory=list)
     failed: dict[str, str] = dataclasses.field(default_factory=dict)
     figures: list[Path] = dataclasses.field(default_factory=list)
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # wall time per stage
+
+    def add_time(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
     @property
     def ok(self) -> bool:
@@ -100,7 +105,8 @@ class InferSummary:
     def to_json(self) -> str:
         return json.dumps({"out_dir": str(self.out_dir), "written": [str(p) for p in self.written],
                            "kept": [str(p) for p in self.kept], "failed": self.failed,
-                           "figures": [str(p) for p in self.figures]}, indent=2)
+                           "figures": [str(p) for p in self.figures],
+                           "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}, indent=2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,14 +235,22 @@ def load_source(source: Source) -> tuple[st.Trajectories, dict]:
 
 # ----------------------------------------------------------------------------- one FOV
 
-def analyse(traj: st.Trajectories, bundle, options: InferOptions, client=None) -> tuple[dict, dict, dict]:
-    """Predict, segment and summarise one FOV: (per-point predictions, segments, ensemble)."""
+def analyse(traj: st.Trajectories, bundle, options: InferOptions, client=None, timer=None
+            ) -> tuple[dict, dict, dict]:
+    """Predict, segment and summarise one FOV: (per-point predictions, segments, ensemble).
+    ``timer(stage, seconds)``, if given, receives the time of each stage."""
     from anomalousnet import inference
 
+    timer = timer or (lambda stage, seconds: None)
+    t = time.perf_counter()
     preds = inference.predict(bundle, traj, batch_size=options.batch_size)
+    timer("predict", time.perf_counter() - t)
+    t = time.perf_counter()
     with_preds = st.Trajectories(traj.offsets, {**traj.points, **{c: preds[c] for c in PRED_COLUMNS}}, traj.tracks)
     segments = cp.segment_trajectories(with_preds, options.segment, client=client, progress=False)
-    return preds, _with_frames(segments, traj), ens.fov_ensemble(segments)
+    segments, ensemble = _with_frames(segments, traj), ens.fov_ensemble(segments)
+    timer("segment", time.perf_counter() - t)
+    return preds, segments, ensemble
 
 
 def _with_frames(segments: dict, traj: st.Trajectories) -> dict:
@@ -270,13 +284,18 @@ def _existing_matches(path: Path, key: str, source: Source) -> bool:
     return True
 
 
-def process_source(source: Source, store_dir: Path, bundle, options: InferOptions, client=None) -> Path:
+def process_source(source: Source, store_dir: Path, bundle, options: InferOptions, client=None,
+                   timer=None) -> Path:
     """Analyse one FOV and write its results shard (atomically). Raises on bad input."""
+    timer = timer or (lambda stage, seconds: None)
+    t = time.perf_counter()
     traj, source_attrs = load_source(source)
+    timer("read", time.perf_counter() - t)
     path = store_dir / source.name
     if traj.n_tracks == 0:
         raise TrajectoryFileError(source.origin, "no trajectories (nothing tracked or an empty file)")
-    preds, segments, ensemble = analyse(traj, bundle, options, client)
+    preds, segments, ensemble = analyse(traj, bundle, options, client, timer)
+    t = time.perf_counter()
     points = {**traj.points, **{c: preds[c] for c in PRED_COLUMNS}}
     tracks = {**traj.tracks, "fallback": np.asarray(preds["fallback"], dtype=bool)}
     units = {**st.DEFAULT_UNITS, "pred_alpha": "1", "pred_K": "px^2/frame^alpha", "pred_state": "0 immobile, "
@@ -289,8 +308,10 @@ def process_source(source: Source, store_dir: Path, bundle, options: InferOption
     attrs.update({k: v for k, v in source_attrs.items()})
     attrs.update({"model_sha256": bundle.sha256, "model_path": str(bundle.path),
                   "config": config_key(bundle, options)})
-    return st.write_shard(path, st.Trajectories(traj.offsets, points, tracks), kind="results", attrs=attrs,
-                          tables={"segments": segments, "ensemble": ensemble})
+    written = st.write_shard(path, st.Trajectories(traj.offsets, points, tracks), kind="results", attrs=attrs,
+                             tables={"segments": segments, "ensemble": ensemble})
+    timer("write", time.perf_counter() - t)
+    return written
 
 
 def _nan(value: float | None) -> float:
@@ -327,7 +348,9 @@ def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferO
     summary = InferSummary(out_dir)
     found, summary.failed = expand_inputs(inputs)
     key = config_key(bundle, options)
+    t = time.perf_counter()
     sources = collect_sources(found, out_dir, options, summary.failed)  # tracking brings its own cluster
+    summary.add_time("track" if found["video"] else "list", time.perf_counter() - t)
     todo = []
     for source in sources:
         path = store_dir / source.name
@@ -341,16 +364,21 @@ def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferO
         with _client_context(options) as client:
             for source in tqdm(todo, desc="infer", unit="fov", disable=not options.progress):
                 try:
-                    summary.written.append(process_source(source, store_dir, bundle, options, client))
+                    summary.written.append(process_source(source, store_dir, bundle, options, client,
+                                                          summary.add_time))
                 except (st.StoreError, TrajectoryFileError, ValueError, OSError) as exc:
                     problem = getattr(exc, "problem", None) or str(exc)
                     log.error("%s: %s", source.origin, problem)
                     summary.failed[str(source.origin)] = problem
+    t = time.perf_counter()
     st.write_index(store_dir, "results", st.provenance("infer", {"inputs": list(inputs), "config": key}))
     shards = sorted({store_dir / s.name for s in sources})
     write_tables(shards, out_dir, options.pixel_size_um, options.frame_interval_s)
+    summary.add_time("tables", time.perf_counter() - t)
     if options.report:
+        t = time.perf_counter()
         summary.figures = write_figures(shards, out_dir / FIGURES_DIR, progress=options.progress)
+        summary.add_time("report", time.perf_counter() - t)
     (out_dir / "summary.json").write_text(summary.to_json() + "\n")
     return summary
 

@@ -150,7 +150,7 @@ t = time.perf_counter()
 from anomalousnet import pipeline
 s = pipeline.run_infer(sys.argv[1:-2], sys.argv[-2], pipeline.InferOptions(model=sys.argv[-1], workers=1, progress=False))
 print(json.dumps({"seconds": time.perf_counter() - t, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "written": len(s.written), "failed": s.failed}))
+                  "written": len(s.written), "failed": s.failed, "stages": s.seconds}))
 """
 
 
@@ -233,7 +233,8 @@ def main() -> None:
         one = write_videos(tmp / "one", 1, 200, (128, 128), 20)
         r = run_infer_child([str(one[0])], tmp / "out_one", args.model)
         print(f"end to end, one 200-frame 128x128 video (20 particles; new process: imports, model load, "
-              f"Dask start, tracking, prediction, change points, writing): {r['seconds']:.1f} s")
+              f"Dask start, tracking, prediction, change points, writing): {r['seconds']:.1f} s; stages (s): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items()))
         if not args.skip_memory:
             videos = write_videos(tmp / "many", 40, 100, (64, 64), 8)
             m10 = run_infer_child([str(v) for v in videos[:10]], tmp / "out10", args.model)
