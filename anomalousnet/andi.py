@@ -873,17 +873,26 @@ def _vip_tracks(traj: st.Trajectories) -> dict[int, int]:
 
 
 def _relabel_vips(traj: st.Trajectories, vip_rows: Mapping[int, int], by_particle: Mapping[int, TrajectoryLabel]):
-    """Trajectories and labels of the VIP tracks only, indexed by VIP index."""
+    """Lengths (as Trajectories) and labels of the VIP tracks only, indexed by VIP index.
+
+    A VIP is in view from the video's first frame (the challenge picks VIPs among the
+    particles of frame 0), so its reference trajectory starts there; a VIP track that the
+    tracker picks up only at frame f > 0 has its first segment extended back to frame 0
+    (change points shifted by f, T increased by f) to keep change points in the reference's
+    frame of time."""
     vips = sorted(vip_rows)
-    arrays = [traj.track(vip_rows[v]) for v in vips]
+    arrays, labels = [], []
+    for v in vips:
+        track = traj.track(vip_rows[v])
+        first = max(int(track["frame"][0]), 0)
+        n = first + len(track["x"])
+        arrays.append({"frame": np.arange(n, dtype=np.int64), "x": np.zeros(n), "y": np.zeros(n)})
+        label = by_particle.get(int(traj.tracks["particle"][vip_rows[v]]))
+        if label is not None:
+            labels.append(dataclasses.replace(label, idx=v, cps=tuple(c + first for c in label.cps), T=label.T + first))
     sub = st.Trajectories.from_arrays(arrays, {"particle": np.array(vips, dtype=np.int64)}) if arrays else \
         st.Trajectories(np.zeros(1, np.int64), {"frame": np.zeros(0, np.int64), "x": np.zeros(0), "y": np.zeros(0)},
                         {"particle": np.zeros(0, np.int64)})
-    labels = []
-    for v in vips:
-        label = by_particle.get(int(traj.tracks["particle"][vip_rows[v]]))
-        if label is not None:
-            labels.append(dataclasses.replace(label, idx=v))
     return sub, labels
 
 

@@ -57,7 +57,7 @@ class BenchmarkOptions:
     fovs: int | None = None
     num_vip: int = 10
     model: str = "default"
-    penalties: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
+    penalties: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
     widths: tuple[int, ...] = (6, 10, 16, 24)
     methods: tuple[str, ...] = METHOD_ORDER
 

@@ -271,3 +271,27 @@ def test_benchmark_scores_methods_side_by_side(tmp_path):
     assert (tmp_path / "benchmark.json").exists()
     again = bm.make_datasets(tmp_path / "data", options, progress=False)  # reused, not simulated again
     assert again["andi"] == Path(result["datasets"]["andi"])
+
+
+def test_track1_vip_picked_up_late_keeps_the_reference_time_axis(tmp_path):
+    """A VIP track that starts at frame 3 (missed by the tracker in frames 0-2) is written with
+    its change points and length counted from frame 0, where every VIP starts."""
+    exp_dir = tmp_path / "public" / "track_1" / "exp_0"
+    exp_dir.mkdir(parents=True)
+    (exp_dir / "videos_fov_0.tiff").write_bytes(b"")  # the tracker below does not read it
+    andi.write_vip_idx(exp_dir / "vip_idx_fov_0.txt", [0, 1])
+    rng = np.random.default_rng(0)
+    tracked = st.Trajectories.from_arrays(
+        [{"frame": np.arange(3, 53), "x": rng.normal(size=50).cumsum(), "y": rng.normal(size=50).cumsum()},
+         {"frame": np.arange(0, 40), "x": rng.normal(size=40).cumsum(), "y": rng.normal(size=40).cumsum()}],
+        {"particle": np.array([7, 8]), "vip": np.array([1, -1])})
+
+    def method(traj):
+        return [andi.TrajectoryLabel(int(p), (1.0, 0.1), (1.0, 0.5), (2, 1), (10,), int(n))
+                for p, n in zip(traj.tracks["particle"], traj.lengths)]
+
+    summary = andi.run_public(tmp_path / "public", tmp_path / "sub", method, tracks=[1], tracker=lambda video: tracked,
+                              progress=False)
+    lines = {l.idx: l for l in andi.read_labels(tmp_path / "sub" / "track_1" / "exp_0" / "fov_0.txt")[0]}
+    assert sorted(lines) == [0, 1] and summary.fallback_reasons == {"not found by tracking": 1}
+    assert lines[1].cps == (13,) and lines[1].T == 53 and lines[1].alpha == (1.0, 0.5)
