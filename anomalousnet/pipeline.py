@@ -131,9 +131,9 @@ class Source:
 # ----------------------------------------------------------------------------- inputs
 
 def expand_inputs(patterns: Sequence[str]) -> tuple[dict[str, list[Path]], dict[str, str]]:
-    """Expand paths and glob patterns into inputs by type ("video", "csv", "store",
-    "shard"), sorted and without duplicates; patterns that match nothing and files of
-    unknown type come back as failures (input -> reason)."""
+    """Expand paths, folders (their videos and CSVs) and glob patterns into inputs by type
+    ("video", "csv", "store", "shard"), sorted and without duplicates; patterns that match
+    nothing and files of unknown type come back as failures (input -> reason)."""
     found: dict[str, list[Path]] = {"video": [], "csv": [], "store": [], "shard": []}
     failed: dict[str, str] = {}
     seen: set[Path] = set()
@@ -152,8 +152,16 @@ def expand_inputs(patterns: Sequence[str]) -> tuple[dict[str, list[Path]], dict[
             elif path.is_dir():
                 if (path / st.INDEX_NAME).exists():
                     found["store"].append(path)
-                else:
-                    failed[str(path)] = f"a directory without {st.INDEX_NAME}: not a trajectory store"
+                    continue
+                # a plain folder: its videos and CSVs (not recursive)
+                inside = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES + CSV_SUFFIXES)
+                if not inside:
+                    failed[str(path)] = (f"directory holds no store index ({st.INDEX_NAME}), .tif/.tiff video "
+                                         "or .csv file")
+                for p in inside:
+                    if p.resolve() not in seen:
+                        seen.add(p.resolve())
+                        found["video" if p.suffix.lower() in VIDEO_SUFFIXES else "csv"].append(p)
             elif path.suffix.lower() in VIDEO_SUFFIXES:
                 found["video"].append(path)
             elif path.suffix.lower() in CSV_SUFFIXES:

@@ -200,3 +200,25 @@ def test_ensemble_is_frame_weighted_per_state():
     text = ens.format_andi(e, model="multi_state")
     assert text.splitlines()[0] == "model: multi_state; num_state: 3 "
     assert np.allclose(np.loadtxt(text.splitlines()[1:], delimiter=";"), ens.andi_matrix(e))
+
+
+def test_inputs_are_sorted_by_type_and_unusable_ones_named(tmp_path):
+    (tmp_path / "folder").mkdir()
+    for name in ("folder/b.tif", "folder/a.csv", "folder/notes.txt", "x.TIFF", "odd.json"):
+        (tmp_path / name).write_bytes(b"")
+    traj = st.Trajectories.from_arrays([{"x": np.arange(4.0), "y": np.zeros(4)}])
+    (tmp_path / "store").mkdir()
+    st.write_shard(tmp_path / "store" / "s.h5", traj)
+    st.write_index(tmp_path / "store", "trajectories")
+    (tmp_path / "empty").mkdir()
+    found, failed = pipeline.expand_inputs([str(tmp_path / "folder"), str(tmp_path / "*.TIFF"),
+                                            str(tmp_path / "store"), str(tmp_path / "store" / "s.h5"),
+                                            str(tmp_path / "folder" / "a.csv"),  # a duplicate
+                                            str(tmp_path / "odd.json"), str(tmp_path / "empty"),
+                                            str(tmp_path / "*.nd2")])
+    assert found == {"video": [tmp_path / "folder" / "b.tif", tmp_path / "x.TIFF"],
+                     "csv": [tmp_path / "folder" / "a.csv"], "store": [tmp_path / "store"],
+                     "shard": [tmp_path / "store" / "s.h5"]}
+    assert "unknown input type '.json'" in failed[str(tmp_path / "odd.json")]
+    assert "no store index" in failed[str(tmp_path / "empty")]
+    assert failed[str(tmp_path / "*.nd2")] == "pattern matches no file"
