@@ -111,7 +111,7 @@ SCRIPT = textwrap.dedent("""
     if ranks.size == 2:
         cfg = tr.TrainConfig(target="state", preset="tiny", epochs=1, batch_size=4, steps_per_epoch=3)
         tr.train([store], out + "/bundle", cfg, ranks=ranks, command="test", progress=False)
-    print("RANK", ranks.rank, "OF", ranks.size, "DONE")
+    print("RANK", ranks.rank, "OF", ranks.size, "DONE", "DETECTED", tr.launched_distributed())
 """)
 
 
@@ -124,10 +124,12 @@ def test_horovod_two_ranks_match_one_process(tmp_path, store):
     run = subprocess.run([str(HOROVODRUN), "-np", "2", "-H", "localhost:2", "--gloo", PY, str(script), str(tmp_path),
                           str(store), "1"], capture_output=True, text=True, env=ENV, timeout=280)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "RANK 0 OF 2 DONE" in run.stdout and "RANK 1 OF 2 DONE" in run.stdout
+    # horovodrun's environment is recognised (the CLI relies on it), a plain start is not
+    assert "RANK 0 OF 2 DONE DETECTED True" in run.stdout and "RANK 1 OF 2 DONE DETECTED True" in run.stdout
     single = subprocess.run([PY, str(script), str(tmp_path), str(store), "0"], capture_output=True, text=True,
                             env=ENV, timeout=200)
     assert single.returncode == 0, single.stderr[-3000:]
+    assert "RANK 0 OF 1 DONE DETECTED False" in single.stdout
     r0, r1, one = (np.load(tmp_path / f) for f in ("rank0_of2.npz", "rank1_of2.npz", "rank0_of1.npz"))
     weights = sorted(k for k in r0.files if k != "losses")
     assert len(weights) > 10
@@ -213,6 +215,16 @@ def test_more_ranks_than_shards_is_refused(store):
 
     with pytest.raises(tr.TrainingError, match="2 training shard"):
         tr.load_rank_data(tr.resolve_shards(str(store)), FourRanks(), tr.TrainConfig())
+
+
+def test_launcher_detection():
+    from anomalousnet.training import launched_distributed
+
+    assert launched_distributed({"HOROVOD_RANK": "1", "HOROVOD_SIZE": "2"})
+    assert launched_distributed({"OMPI_COMM_WORLD_SIZE": "4"})
+    assert launched_distributed({"SLURM_STEP_NUM_TASKS": "2"})
+    assert not launched_distributed({})
+    assert not launched_distributed({"SLURM_STEP_NUM_TASKS": "1", "SLURM_NTASKS": "8"})  # sbatch script itself
 
 
 def test_split_is_fixed_per_shard_and_seed():
