@@ -121,8 +121,8 @@ def test_malformed_lines_and_wrong_indices_are_reported(dataset, tmp_path):
     lines[0] = "garbage,1"
     lines[1] = lines[1] + ",5"  # wrong field count
     lines.append(",".join(andi.fallback_label(9999, 10).to_fields()))  # not a trajectory of the reference
-    lines.append(",".join(andi.fallback_label(lines_idx := andi.parse_label_line(lines[2].split(",")).idx,
-                                              first.T + 1000).to_fields()))  # duplicate index
+    third = andi.parse_label_line(lines[2].split(","))
+    lines.append(",".join(andi.fallback_label(third.idx, third.T).to_fields()))  # duplicate index
     path.write_text("\n".join(lines) + "\n")
     (sub / "track_1" / "exp_1" / "fov_0.txt").write_text(
         ",".join(andi.fallback_label(1, 200).to_fields()) + "\n")  # 1 is not a VIP; 0, 2, 4 are missing
@@ -134,7 +134,9 @@ def test_malformed_lines_and_wrong_indices_are_reported(dataset, tmp_path):
     assert any("track 1 takes exactly the VIP indices" in p.detail for p in report.problems)
     exp1 = [e for e in report.experiments if e.track == 2 and e.exp == 1][0]
     assert exp1.n_scored == exp1.n_expected - 2 and exp1.metrics["alpha_mae"] == 0
-    assert lines_idx >= 0
+    second = andi.parse_label_line(lines[1].split(",")[:-1])
+    missing = [p.detail for p in report.problems if p.kind == "missing_trajectory" and "track_2" in p.path][0]
+    assert f"{sorted([first.idx, second.idx])}" in missing  # the two malformed lines' trajectories
 
 
 def test_scores_equal_the_official_scorer(dataset, tmp_path):
