@@ -465,7 +465,8 @@ def write_tables(shards: Iterable[Path], out_dir: Path, pixel_size_um: float | N
             df.to_csv(seg_file, header=False, index=False)
             e = shard.tables.get("ensemble")
             if e is not None:
-                pd.DataFrame({"source": source, "fov": path.stem, **e}).to_csv(ens_file, header=False, index=False)
+                pd.DataFrame({"source": source, "fov": path.stem, **{c: e[c] for c in ens.ENSEMBLE_COLUMNS}}
+                             ).to_csv(ens_file, header=False, index=False)
                 _atomic_text(out_dir / ENSEMBLE_DIR / f"{path.stem}.txt", ens.format_andi(e))
     os.replace(seg_tmp, seg_path)
     os.replace(ens_tmp, ens_path)

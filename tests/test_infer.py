@@ -48,6 +48,14 @@ def check_results(out, expected_fovs, bundle_sha):
         n_segments += len(seg["start"])
     table = pd.read_csv(out / "segments.csv")
     assert len(table) == n_segments
+    ensemble = pd.read_csv(out / "ensemble.csv")
+    for shard in st.iter_shards(out / "store"):  # the CSVs hold the shards' tables, column by column
+        rows = ensemble[ensemble["fov"] == shard.path.stem]
+        for column, values in shard.tables["ensemble"].items():
+            assert np.allclose(rows[column].to_numpy(), values), column
+        rows = table[table["fov"] == shard.path.stem]
+        for column, values in shard.tables["segments"].items():
+            assert np.allclose(rows[column].to_numpy(), values), column
     return table
 
 
