@@ -379,7 +379,7 @@ def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferO
                     log.error("%s: %s", source.origin, problem)
                     summary.failed[str(source.origin)] = problem
     t = time.perf_counter()
-    st.write_index(store_dir, "results", st.provenance("infer", {"inputs": list(inputs), "config": key}))
+    _write_index(store_dir, st.provenance("infer", {"inputs": list(inputs), "config": key}))
     shards = sorted({store_dir / s.name for s in sources})
     write_tables(shards, out_dir, options.pixel_size_um, options.frame_interval_s)
     summary.add_time("tables", time.perf_counter() - t)
@@ -389,6 +389,18 @@ def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferO
         summary.add_time("report", time.perf_counter() - t)
     (out_dir / "summary.json").write_text(summary.to_json() + "\n")
     return summary
+
+
+def _write_index(store_dir: Path, attrs: dict) -> Path:
+    """Index the results store; a shard damaged after the fact (not one of this run's) is
+    moved aside (``NAME.corrupt``) rather than stopping the run at its very end."""
+    while True:
+        try:
+            return st.write_index(store_dir, "results", attrs)
+        except st.StoreError as exc:
+            bad = Path(exc.path)
+            if bad.parent != store_dir or not bad.exists() or not st.needs_writing(bad):
+                raise  # e.g. a valid shard of another kind: the user's --out is another store
 
 
 def segment_store(store_dir: os.PathLike | str, options: cp.SegmentOptions = cp.SegmentOptions(),

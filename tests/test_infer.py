@@ -230,3 +230,21 @@ def test_inputs_are_sorted_by_type_and_unusable_ones_named(tmp_path):
     assert "unknown input type '.json'" in failed[str(tmp_path / "odd.json")]
     assert "no store index" in failed[str(tmp_path / "empty")]
     assert failed[str(tmp_path / "*.nd2")] == "pattern matches no file"
+
+
+def test_unusable_model_is_a_clear_error_before_anything_is_written(tmp_path):
+    from anomalousnet.inference import BundleError
+
+    with pytest.raises(BundleError, match="not a model bundle"):
+        pipeline.run_infer([str(tmp_path)], tmp_path / "results", pipeline.InferOptions(model=str(tmp_path / "no")))
+    assert not (tmp_path / "results").exists()
+
+
+def test_damaged_stray_shard_in_results_is_moved_aside(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    traj = st.Trajectories.from_arrays([{"x": np.arange(4.0), "y": np.zeros(4)}])
+    st.write_shard(store / "good.h5", traj, kind="results")
+    (store / "stray.h5").write_bytes(b"damaged")
+    pipeline._write_index(store, st.provenance("test"))
+    assert st.read_index(store).shard_names == ["good.h5"] and (store / "stray.h5.corrupt").exists()
