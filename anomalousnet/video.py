@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import mmap
 import os
 from pathlib import Path
 from typing import Iterator
@@ -120,7 +121,7 @@ class Video:
         if not series:
             raise VideoError(self.path, "no image data (empty TIFF)")
         shapes = [_frame_shape(self.path, s) for s in series]
-        self._memmap = None
+        self._memmap = self._mmap = None
         if len(series) == 1:
             self._series = series[0]
             self._page_list = None
@@ -131,6 +132,7 @@ class Video:
                 try:
                     mm = tifffile.memmap(self.path, series=0, mode="r")
                     self._memmap = mm.reshape((self._n_pages,) + shapes[0])
+                    self._mmap = getattr(mm, "_mmap", None)
                 except (ValueError, OSError):
                     self._memmap = None
         else:
@@ -194,13 +196,20 @@ class Video:
         step = max(1, int(max_bytes // max(per_frame, 1)))
         for start in range(0, self.n_frames, step):
             yield start, self.frames(start, start + step)
+            self.release()
+
+    def release(self) -> None:
+        """Unmap the pages read so far (they stay in the OS page cache): reading a memory-mapped
+        stack block by block would otherwise leave all of it resident in this process."""
+        if self._mmap is not None and hasattr(self._mmap, "madvise"):
+            self._mmap.madvise(mmap.MADV_DONTNEED)
 
     def sample_indices(self, n: int) -> np.ndarray:
         """``n`` frame indices spread evenly over the video (for estimating parameters)."""
         return np.unique(np.linspace(0, self.n_frames - 1, min(n, self.n_frames)).round().astype(int))
 
     def close(self) -> None:
-        self._memmap = None
+        self._memmap = self._mmap = None
         tif = getattr(self, "_tif", None)
         if tif is not None:
             tif.close()

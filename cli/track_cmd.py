@@ -14,9 +14,9 @@ import click
 @click.option("--diameter", type=int, default=None, help="Spot diameter, odd px [estimated per video].")
 @click.option("--minmass", type=float, default=None, help="Minimum feature mass [estimated per video].")
 @click.option("--search-range", type=float, default=None, help="Largest step linked, px/frame [estimated].")
-@click.option("--memory", type=int, default=3, show_default=True,
-              help="Frames a particle may vanish and still be linked (gaps are interpolated and flagged).")
-@click.option("--min-length", type=int, default=1, show_default=True, help="Drop trajectories shorter than this.")
+@click.option("--memory", type=click.IntRange(min=0), default=None,
+              help="Frames a particle may vanish and still be linked; gaps are filled and flagged [8].")
+@click.option("--min-length", type=click.IntRange(min=1), default=1, show_default=True, help="Drop trajectories shorter than this.")
 @click.option("--andi-vip/--no-andi-vip", default=None,
               help="First page is (is not) an AnDi-2 VIP label image [recognised automatically].")
 @click.option("--pixel-size", type=float, default=float("nan"), help="Pixel size, um (recorded as provenance).")
@@ -41,9 +41,9 @@ def track(inputs, more_inputs, out, diameter, minmass, search_range, memory, min
     if not patterns:
         raise click.UsageError("give at least one video, directory or pattern (--input)")
     try:
-        options = TrackOptions(diameter=diameter, minmass=minmass, search_range=search_range, memory=memory,
-                               min_length=min_length, andi_vip=andi_vip, pixel_size_um=pixel_size,
-                               frame_interval_s=frame_interval)
+        given = {"memory": memory} if memory is not None else {}
+        options = TrackOptions(diameter=diameter, minmass=minmass, search_range=search_range, min_length=min_length,
+                               andi_vip=andi_vip, pixel_size_um=pixel_size, frame_interval_s=frame_interval, **given)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     try:

@@ -1,0 +1,93 @@
+"""Tracking throughput and memory: frames/s with 1 and 2 Dask workers on the same videos
+(parallel efficiency), and peak memory while tracking one ~2 GB stack.
+
+    .venv/bin/python benchmarks/bench_tracking.py                 # both parts
+    .venv/bin/python benchmarks/bench_tracking.py --skip-big      # throughput only
+    .venv/bin/python benchmarks/bench_tracking.py --big-gb 0.5    # smaller big stack
+
+Videos are synthetic (anomalousnet.video.SyntheticVideo) and written under --tmp (default
+/tmp), deleted at the end. Wall times include starting the local Dask cluster. The big
+stack is tracked in a child process whose peak resident set size (ru_maxrss) is reported
+beside the stack's size on disk.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from anomalousnet.tracking import TrackOptions, track_videos
+from anomalousnet.video import SyntheticVideo
+
+
+def throughput(tmp: Path, n_videos: int, n_frames: int, size: int, particles: int) -> None:
+    videos = tmp / "videos"
+    videos.mkdir()
+    t0 = time.perf_counter()
+    for seed in range(n_videos):
+        SyntheticVideo(n_frames=n_frames, shape=(size, size), n_particles=particles, D=0.5, seed=seed,
+                       blink=0.02).write(videos / f"v{seed}.tif")
+    print(f"wrote {n_videos} videos of {n_frames} frames {size}x{size}, {particles} particles "
+          f"({time.perf_counter() - t0:.1f} s)")
+    total = n_videos * n_frames
+    rates = {}
+    for workers in (1, 2):
+        out = tmp / f"store_{workers}"
+        t0 = time.perf_counter()
+        summary = track_videos([str(videos / "*.tif")], out, TrackOptions(), workers=workers, progress=False)
+        wall = time.perf_counter() - t0
+        assert summary.ok and len(summary.written) == n_videos, summary
+        rates[workers] = total / wall
+        print(f"workers={workers}: {total} frames in {wall:.1f} s = {rates[workers]:.1f} frames/s")
+    print(f"parallel efficiency (2 workers vs 1): {rates[2] / rates[1] / 2:.2f}")
+
+
+def peak_memory(tmp: Path, gigabytes: float) -> None:
+    shape = (1024, 1024)  # uint16: 2 MiB per frame
+    n_frames = int(round(gigabytes * (1 << 30) / (shape[0] * shape[1] * 2)))
+    path = tmp / "big.tif"
+    t0 = time.perf_counter()
+    SyntheticVideo(n_frames=n_frames, shape=shape, n_particles=60, D=0.5, seed=1, margin=10).write(path)
+    size = path.stat().st_size
+    print(f"wrote {path.name}: {n_frames} frames {shape[0]}x{shape[1]} uint16, {size / 2**30:.2f} GiB "
+          f"({time.perf_counter() - t0:.1f} s)")
+    code = ("import sys; from anomalousnet.tracking import track_video; "
+            "track_video(sys.argv[1], sys.argv[2])")
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code, str(path), str(tmp / "big.h5")], check=True)
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    print(f"tracked in {wall:.1f} s ({n_frames / wall:.1f} frames/s); peak RSS {peak / 2**20:.0f} MiB = "
+          f"{peak / size:.1%} of the stack")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--videos", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--particles", type=int, default=40)
+    parser.add_argument("--big-gb", type=float, default=2.0)
+    parser.add_argument("--skip-big", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--tmp", default="/tmp")
+    args = parser.parse_args()
+    print(f"CPUs available: {len(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.1f}")
+    tmp = Path(tempfile.mkdtemp(prefix="bench_tracking_", dir=args.tmp))
+    try:
+        if not args.skip_throughput:
+            throughput(tmp, args.videos, args.frames, args.size, args.particles)
+        if not args.skip_big:
+            peak_memory(tmp, args.big_gb)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
