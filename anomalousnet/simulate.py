@@ -55,9 +55,9 @@ _CHALLENGE_TRAP_DENSITY = 300 / _CHALLENGE_L ** 2
 
 # Particles per models_phenom call: the models with interacting particles (traps, dimers)
 # vectorise over particles; immobile_traps computes an (N + Nt)^2 distance matrix per
-# frame, so it is fastest with about 20 particles. Independent models loop in Python per
+# frame, so it is fastest with few particles (8, measured). Independent models loop in Python per
 # particle: small calls cost nothing extra and give more distinct parameter sets.
-_PARTICLES_PER_CALL = {"single_state": 10, "multi_state": 10, "immobile_traps": 20, "dimerization": 100,
+_PARTICLES_PER_CALL = {"single_state": 10, "multi_state": 10, "immobile_traps": 8, "dimerization": 100,
                        "confinement": 10}
 
 #: Default shares of the models: immobile_traps and confinement weigh more, since only a
@@ -65,6 +65,11 @@ _PARTICLES_PER_CALL = {"single_state": 10, "multi_state": 10, "immobile_traps": 
 #: state then holds several per cent of the points (see the counts each run reports).
 DEFAULT_MODEL_WEIGHTS = {"single_state": 1.0, "multi_state": 1.0, "immobile_traps": 2.0, "dimerization": 1.0,
                          "confinement": 2.0}
+
+# Models whose particles do not interact, simulated per trajectory (immobile_traps' particles
+# do not interact either, but share the traps of one call).
+_INDEPENDENT = ("single_state", "multi_state", "confinement")
+_TRAP_WARMUP = 100  # most frames simulated before an immobile_traps track starts (particles start free)
 
 _SEED_LOCK = threading.Lock()  # the simulator uses global generators: one shard at a time per process
 
@@ -267,24 +272,47 @@ def _spread(alphas: np.ndarray, Ds: np.ndarray) -> tuple[np.ndarray, np.ndarray]
             np.stack([Ds, (0.1 * Ds) ** 2], axis=1))
 
 
-def _simulate_call(model: str, n: int, cfg: SimulationConfig, rng) -> tuple[np.ndarray, np.ndarray]:
-    """One models_phenom call: positions (T, n, 2) and labels (T, n, 3: alpha, D, state)."""
+def _simulate_call(model: str, n: int, cfg: SimulationConfig, rng, T: int) -> tuple[np.ndarray, np.ndarray]:
+    """One models_phenom call of ``T`` frames: positions (T, n, 2), labels (T, n, 3: alpha, D, state).
+
+    Models of independent particles go through models_phenom's per-trajectory generators
+    (what single_state, multi_state and confinement loop over), with parameters drawn per
+    particle here: the public functions draw them from truncated Gaussians with scipy, which
+    costs more than the trajectory itself. Interacting particles (traps, dimers) share a
+    box, so they come from one public call with per-call means and a small spread.
+    """
     from andi_datasets.models_phenom import models_phenom
 
     mp = models_phenom()
-    T = cfg.length
-    if model == "single_state":
-        (alpha,), (D,) = _state_params(rng, cfg, 1)
-        a, d = _spread(np.array([alpha]), np.array([D]))
-        pos, lab = mp.single_state(N=n, T=T, Ds=list(d[0]), alphas=list(a[0]), L=None)  # no walls: vectorised
-    elif model == "multi_state":
-        k = 2 if rng.uniform() < 0.7 else 3  # the challenge uses 2 states; 3 goes beyond
-        alphas, Ds = _state_params(rng, cfg, k)
-        stay = rng.uniform(0.9, 0.995, size=k)  # challenge: 0.99
-        M = np.diag(stay) + (1 - stay)[:, None] * (1 - np.eye(k)) / (k - 1)
-        a, d = _spread(alphas, Ds)
-        pos, lab = mp.multi_state(N=n, T=T, M=M, Ds=d, alphas=a, L=None, return_state_num=True)
-    elif model == "immobile_traps":
+    if model in _INDEPENDENT:
+        pos, lab = np.zeros((T, n, 2)), np.zeros((T, n, 3))
+        if model == "multi_state":
+            k = 2 if rng.uniform() < 0.7 else 3  # the challenge uses 2 states; 3 goes beyond
+            stay = rng.uniform(0.9, 0.995, size=k)  # challenge: 0.99
+            M = np.diag(stay) + (1 - stay)[:, None] * (1 - np.eye(k)) / (k - 1)
+        elif model == "confinement":
+            L = _CHALLENGE_L
+            r = rng.uniform(3.0, 10.0)  # challenge: 5
+            coverage = rng.uniform(0.03, 0.25)  # area fraction inside compartments (challenge: 4 %)
+            Nc = max(1, int(coverage * L ** 2 / (np.pi * r ** 2)))
+            trans = rng.uniform(0.02, 0.3)  # challenge: 0.1
+            with _quiet():  # warns when fewer compartments fit than asked
+                centers = mp._distribute_circular_compartments(Nc=Nc, r=r, L=L)
+        for j in range(n):
+            if model == "single_state":
+                (alpha,), (D,) = _state_params(rng, cfg, 1)
+                p, lab_j = mp._single_state_traj(T=T, D=D, alpha=alpha, L=None, dim=2)  # no walls: vectorised
+            elif model == "multi_state":
+                alphas, Ds = _state_params(rng, cfg, k)
+                p, lab_j = mp._multiple_state_traj(T=T, M=M, Ds=Ds, alphas=alphas, L=None)
+            else:
+                alphas, Ds = _state_params(rng, cfg, 2)
+                alphas[1] = min(alphas[1], 1.5)  # the confined state is not directed
+                p, lab_j = mp._confinement_traj(T=T, L=L, Ds=Ds, alphas=alphas, r=r, comp_center=centers,
+                                                trans=trans)
+            pos[:, j], lab[:, j] = p, lab_j[:, :3]
+        return pos, lab
+    if model == "immobile_traps":
         (alpha,), (D,) = _state_params(rng, cfg, 1)
         L = _box(n, rng)
         r = rng.uniform(0.3, 1.5)  # challenge: 0.4; larger traps catch more particles
@@ -299,16 +327,6 @@ def _simulate_call(model: str, n: int, cfg: SimulationConfig, rng) -> tuple[np.n
         L = _box(n, rng, density_factor=(1.0, 8.0))
         pos, lab = mp.dimerization(N=n, T=T, L=L, r=rng.uniform(0.4, 1.5), Pu=rng.uniform(0.005, 0.05),
                                    Pb=rng.uniform(0.5, 1.0), Ds=d, alphas=a, return_state_num=True)
-    elif model == "confinement":
-        alphas, Ds = _state_params(rng, cfg, 2)
-        alphas[1] = min(alphas[1], 1.5)  # the confined state is not directed
-        a, d = _spread(alphas, Ds)
-        L = _CHALLENGE_L
-        r = rng.uniform(3.0, 10.0)  # challenge: 5
-        coverage = rng.uniform(0.03, 0.25)  # area fraction inside compartments (challenge: 4 %)
-        Nc = max(1, int(coverage * L ** 2 / (np.pi * r ** 2)))
-        with _quiet():  # warns when fewer compartments fit than asked
-            pos, lab = mp.confinement(N=n, T=T, L=L, Ds=d, alphas=a, r=r, Nc=Nc, trans=rng.uniform(0.02, 0.3))
     else:  # pragma: no cover - checked by SimulationConfig
         raise ValueError(model)
     return pos, lab[:, :, :3]
@@ -364,9 +382,16 @@ def simulate_tracks(n: int, seed: int, config: SimulationConfig = SimulationConf
                     _PARTICLES_PER_CALL[model]  # traps need their density of particles; extras are dropped
                 if model == "dimerization":
                     k = _PARTICLES_PER_CALL[model]  # dimers form only at density: simulate full calls
-                pos, lab = _simulate_call(model, k, config, rng)
+                keep = None  # interacting particles (dimers): a whole box of config.length frames, cropped per track
+                T = config.length
+                if model in _INDEPENDENT:  # simulate just the frames kept: the cost grows with T
+                    keep = T = int(rng.randint(config.min_length, config.length + 1))
+                elif model == "immobile_traps":  # particles meet only static traps: likewise, after a warm-up
+                    keep = int(rng.randint(config.min_length, config.length + 1))  # so tracks may start trapped
+                    T = keep + int(rng.randint(0, min(_TRAP_WARMUP, config.length - keep) + 1))
+                pos, lab = _simulate_call(model, k, config, rng, T)
                 for j in range(min(k, quota - made)):
-                    tracks.append(_crop_and_label(pos[:, j], lab[:, j], config, rng))
+                    tracks.append(_crop_and_label(pos[:, j], lab[:, j], config, rng, keep))
                     models.append(model)
                 made += min(k, quota - made)
     order = rng.permutation(len(tracks))  # mix models within a shard
@@ -379,11 +404,16 @@ def simulate_tracks(n: int, seed: int, config: SimulationConfig = SimulationConf
     return traj, {"segments": segments_table(traj)}
 
 
-def _crop_and_label(pos: np.ndarray, lab: np.ndarray, cfg: SimulationConfig, rng) -> dict[str, np.ndarray]:
-    """Crop one trajectory to a random window, filter its labels, add localisation noise."""
-    T = cfg.length
-    length = int(rng.randint(cfg.min_length, T + 1))
-    start = int(rng.randint(0, T - length + 1))
+def _crop_and_label(pos: np.ndarray, lab: np.ndarray, cfg: SimulationConfig, rng, keep: int | None = None
+                    ) -> dict[str, np.ndarray]:
+    """Crop one trajectory to a random window (``keep``: its last ``keep`` frames), filter its
+    labels, add localisation noise."""
+    T = len(pos)
+    if keep is None:
+        length = int(rng.randint(cfg.min_length, T + 1))
+        start = int(rng.randint(0, T - length + 1))
+    else:
+        length, start = keep, T - keep
     sl = slice(start, start + length)
     alpha, K, state = filter_labels(lab[sl, :3])
     sigma = float(rng.uniform(*cfg.noise_range))

@@ -95,16 +95,18 @@ def test_states_match_labels_and_immobile_points_do_not_move():
     assert np.all((alpha[state == 2] > 0) & (alpha[state == 2] < sim.ALPHA_DIRECTED))
     assert np.all((alpha[state == 0] == 0) & (K[state == 0] == 0))
     assert np.all(K[state != 0] > 0)
-    checked = 0
+    steps, noise = [], []
     for i, t in enumerate(traj):
-        sigma = traj.tracks["noise"][i]
         for start, end, *_, s in sim.segments_of(t["alpha"], t["K"], t["state"]):
             if s == 0 and end - start >= 8:  # interior: the label filter may move a boundary by 2 frames
-                dx = np.diff(t["x"][start + 2:end - 2])
-                dy = np.diff(t["y"][start + 2:end - 2])
-                assert np.all(np.hypot(dx, dy) <= 2 * 5 * sigma + 1e-9)
-                checked += 1
-    assert checked >= 10
+                steps.append(np.hypot(np.diff(t["x"][start + 2:end - 2]), np.diff(t["y"][start + 2:end - 2])))
+                noise.append(np.full(len(steps[-1]), traj.tracks["noise"][i]))
+    steps, noise = np.concatenate(steps), np.concatenate(noise)
+    assert len(steps) >= 200
+    # a trapped particle does not move: its steps are localisation noise (sd sqrt(2) sigma per axis);
+    # the label filter may call a free stint of 1-2 frames immobile, hence the 2 % allowance
+    assert np.mean(steps > 5 * 2 * noise + 1e-9) < 0.02
+    assert np.median(steps / np.maximum(noise, 1e-9)) < 2.5
 
 
 def test_change_points_in_files_match_label_changes(tmp_path):
@@ -181,9 +183,10 @@ def test_weights_and_directed_fraction_steer_the_mix_and_counts_are_reported(tmp
 
 
 def test_default_mix_represents_every_state():
-    traj, _ = sim.simulate_tracks(500, seed=21, config=SMALL)
-    shares = sim.count_labels(traj)["state_points"]
-    assert min(shares.values()) / traj.n_points > 0.03, shares
+    traj, _ = sim.simulate_tracks(400, seed=21)
+    counts = sim.count_labels(traj)
+    assert min(counts["state_points"].values()) / traj.n_points > 0.04, counts
+    assert min(counts["state_tracks"].values()) / traj.n_tracks > 0.08, counts
 
 
 def test_bad_configuration_is_a_clear_error():
