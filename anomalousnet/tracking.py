@@ -177,7 +177,7 @@ def estimate_minmass(frames: np.ndarray, diameter: int, percentile: float = 64.0
     if noise == 0:
         noise = float(frames.std()) or 1.0
     shape = tuple(min(s, 256) for s in frames.shape[1:])
-    n = max(4, int(math.ceil(frames.size / np.prod(shape))))
+    n = min(48, max(4, int(math.ceil(frames.size / np.prod(shape)))))  # about as many pixels as the sample
     masses = []
     for _ in range(n):
         image = background + rng.normal(0, noise, shape)
@@ -225,10 +225,12 @@ def estimate_search_range(features, diameter: int, floor: float = 2.0, ceiling: 
 
 # ----------------------------------------------------------------------------- one video
 
-def locate(video: Video, diameter: int, minmass: float, options: TrackOptions, frames: Iterable[int] | None = None):
+def locate(video: Video, diameter: int, minmass: float, options: TrackOptions, frames: Iterable[int] | None = None,
+           progress: bool = False):
     """trackpy features of ``video`` (all frames, or the given frame indices), block by block."""
     import pandas as pd
     import trackpy as tp
+    from tqdm import tqdm
 
     separation = options.separation if options.separation is not None else (diameter + 1) / 2
     kwargs = dict(minmass=minmass, separation=separation, percentile=options.percentile)
@@ -237,11 +239,14 @@ def locate(video: Video, diameter: int, minmass: float, options: TrackOptions, f
         blocks = video.chunks(int(options.chunk_mb * (1 << 20)))
     else:
         blocks = ((int(t), video.frames(int(t), int(t) + 1)) for t in frames)
-    for start, block in blocks:
-        for k, image in enumerate(block):
-            found = tp.locate(np.asarray(image), diameter, **kwargs)
-            found["frame"] = start + k
-            parts.append(found)
+    with tqdm(total=video.n_frames if frames is None else None, desc=video.path.name, unit="frame",
+              disable=not progress) as bar:
+        for start, block in blocks:
+            for k, image in enumerate(block):
+                found = tp.locate(np.asarray(image), diameter, **kwargs)
+                found["frame"] = start + k
+                parts.append(found)
+                bar.update()
     columns = ["y", "x", "mass", "size", "ecc", "signal", "raw_mass", "ep", "frame"]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
@@ -326,11 +331,12 @@ def tag_vips(tracks, marks: dict[int, tuple[float, float]], max_distance: float,
 
 
 def track_video(path: os.PathLike | str, shard_path: os.PathLike | str, options: TrackOptions = TrackOptions(),
-                command: str = "track") -> Path:
-    """Track one video and write its trajectories to ``shard_path`` (atomically).
+                command: str = "track", progress: bool = False) -> Path:
+    """Track one video and write its trajectories to ``shard_path`` (atomically); ``progress``
+    shows a bar over its frames (for a long video tracked in this process).
 
-    Raises :class:`~anomalousnet.video.VideoError` for an unusable file and ValueError when
-    parameters cannot be estimated (both name the file).
+    Raises :class:`~anomalousnet.video.VideoError` (naming the file) for an unusable file or
+    when the spot size cannot be estimated (no bright spots: give ``diameter``).
     """
     import trackpy as tp
 
@@ -351,7 +357,7 @@ def track_video(path: os.PathLike | str, shard_path: os.PathLike | str, options:
         if minmass is None:
             minmass = estimate_minmass(sample, diameter, options.percentile)
             estimated.append("minmass")
-        features = locate(video, diameter, minmass, options)
+        features = locate(video, diameter, minmass, options, progress=progress)
         search_range = options.search_range
         if search_range is None:
             search_range = estimate_search_range(features[features["frame"] < 200], diameter)
@@ -371,7 +377,7 @@ def track_video(path: os.PathLike | str, shard_path: os.PathLike | str, options:
     if untagged:
         log.warning("%s: no trajectory near VIP mark(s) %s in the first frame; they are not tagged", path, untagged)
     vip_of = {particle: vip for vip, particle in tagged.items()}
-    tracks = tracks.assign(vip=tracks["particle"].map(lambda p: vip_of.get(p, -1)).astype(np.int64))
+    tracks = tracks.assign(vip=tracks["particle"].map(vip_of).fillna(-1).astype(np.int64))
     traj = st.Trajectories.from_dataframe(tracks, track_columns=("vip",))
     used = {"diameter": int(diameter), "minmass": float(minmass), "search_range": float(search_range)}
     parameters = {**dataclasses.asdict(options), **used, "estimated": estimated}

@@ -58,7 +58,7 @@ def peak_memory(tmp: Path, gigabytes: float) -> None:
     print(f"wrote {path.name}: {n_frames} frames {shape[0]}x{shape[1]} uint16, {size / 2**30:.2f} GiB "
           f"({time.perf_counter() - t0:.1f} s)")
     code = ("import sys; from anomalousnet.tracking import track_video; "
-            "track_video(sys.argv[1], sys.argv[2])")
+            "track_video(sys.argv[1], sys.argv[2], progress=True)")
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", code, str(path), str(tmp / "big.h5")], check=True)
     wall = time.perf_counter() - t0

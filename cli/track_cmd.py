@@ -32,7 +32,9 @@ def track(inputs, more_inputs, out, diameter, minmass, search_range, memory, min
     Re-running skips videos whose shard is complete. A video that cannot be tracked is
     named with the reason; the others are still tracked and the command exits 1.
 
-    Example: anomalousnet-batch track --input 'data/*.tif' --out tracks/ --workers 4
+    \b
+    Example:
+      anomalousnet-batch track --input 'data/*.tif' --out tracks/ --workers 4
     """
     from anomalousnet import store as st
     from anomalousnet.tracking import TrackOptions, track_videos
