@@ -94,6 +94,7 @@ class InferSummary:
     failed: dict[str, str] = dataclasses.field(default_factory=dict)
     figures: list[Path] = dataclasses.field(default_factory=list)
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # wall time per stage
+    device: str = ""
 
     def add_time(self, stage: str, seconds: float) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
@@ -106,7 +107,8 @@ class InferSummary:
         return json.dumps({"out_dir": str(self.out_dir), "written": [str(p) for p in self.written],
                            "kept": [str(p) for p in self.kept], "failed": self.failed,
                            "figures": [str(p) for p in self.figures],
-                           "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}, indent=2)
+                           "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+                           "device": self.device}, indent=2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,11 +317,32 @@ def process_source(source: Source, store_dir: Path, bundle, options: InferOption
                           frame_interval_s=_nan(options.frame_interval_s))
     attrs.update({k: v for k, v in source_attrs.items()})
     attrs.update({"model_sha256": bundle.sha256, "model_path": str(bundle.path),
-                  "config": config_key(bundle, options)})
+                  "config": config_key(bundle, options), "device": compute_device()})
     written = st.write_shard(path, st.Trajectories(traj.offsets, points, tracks), kind="results", attrs=attrs,
                              tables={"segments": segments, "ensemble": ensemble})
     timer("write", time.perf_counter() - t)
     return written
+
+
+def compute_device() -> str:
+    """Where the networks run: Keras' backend and the GPUs it sees (it uses the first, else the CPU)."""
+    import keras
+
+    backend = keras.backend.backend()
+    gpus: list[str] = []
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    elif backend == "jax":
+        import jax
+
+        gpus = [str(d) for d in jax.devices() if d.platform == "gpu"]
+    elif backend == "torch":
+        import torch
+
+        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return f"{backend}: " + (f"GPU ({', '.join(gpus)})" if gpus else "CPU (no GPU visible)")
 
 
 def _nan(value: float | None) -> float:
@@ -369,6 +392,8 @@ def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferO
     if summary.kept:
         log.info("%d field(s) of view already done (complete results shards kept)", len(summary.kept))
     if todo:
+        summary.device = compute_device()
+        log.info("networks run on %s", summary.device)
         with _client_context(options) as client:
             for source in tqdm(todo, desc="infer", unit="fov", disable=not options.progress):
                 try:

@@ -126,6 +126,8 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
     click.echo(f"ensemble: {summary.out_dir / 'ensemble.csv'}")
     if summary.figures:
         click.echo(f"figures: {summary.out_dir / pipeline.FIGURES_DIR} ({len(summary.figures)} PNG)")
+    if summary.device:
+        click.echo(f"networks ran on {summary.device}")
     click.echo("time (s): " + ", ".join(f"{stage} {s:.1f}" for stage, s in summary.seconds.items()))
     if summary.failed:
         for item, reason in summary.failed.items():

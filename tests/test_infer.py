@@ -92,6 +92,7 @@ def test_csv_inputs_end_to_end_resume_and_bad_files(tmp_path, bundle):
     matrix = np.loadtxt(ensemble_files[0], skiprows=1, delimiter=";", ndmin=2)
     assert matrix.shape[0] == 5 and matrix[4].sum() == pytest.approx(1.0)
     assert json.loads((out / "summary.json").read_text())["failed"] == summary.failed
+    assert summary.device.startswith("tensorflow: ") and {"predict", "segment", "write"} <= set(summary.seconds)
 
     # Re-run: complete shards are kept untouched; a lost shard (crash) is redone alone.
     shards = sorted((out / "store").glob("*.h5"))
