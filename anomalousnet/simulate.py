@@ -673,9 +673,18 @@ def _model_list(experiments: int | Sequence[str | int]) -> list[str]:
     return models
 
 
+def _datasets_challenge():
+    """Import andi_datasets.datasets_challenge without the warnings of its optional video
+    stack (deeptrack's pkg_resources deprecation, or a missing deeptrack)."""
+    with _quiet():
+        import andi_datasets.datasets_challenge as module
+    return module
+
+
 def experiment_dic(model: str, seed: int, exp: int, length: int = 200, particles: int | None = None) -> dict:
     """The challenge's default parameters for one experiment (``_get_dic_andi2``), drawn from
     a seed of (seed, exp); ``length`` frames, ``particles`` particles (default 50)."""
+    _datasets_challenge()
     from andi_datasets.datasets_challenge import _get_dic_andi2
 
     with _SEED_LOCK:
@@ -695,6 +704,7 @@ def simulate_fov(task: FovTask) -> dict:
     import io
     import shutil
 
+    _datasets_challenge()
     from andi_datasets.datasets_challenge import challenge_phenom_dataset
 
     raw = task.out / ".raw" / f"exp_{task.exp}_fov_{task.fov}"
