@@ -4,9 +4,11 @@ Two products:
 
 * :func:`simulate_training`: a training store (HDF5 shards, kind ``training``) of the five
   phenomenological models with per-frame labels alpha, K, state and a ``segments`` table
-  (the change points). ``andi_datasets.models_phenom`` is called directly with many
-  particles per call (``challenge_phenom_dataset`` makes about 7 trajectories/s; this
-  makes hundreds per core). Parameters are drawn over ranges that cover the challenge's
+  (the change points). ``andi_datasets.models_phenom`` is called directly: one call per
+  box of interacting particles (traps, dimers; many particles per call), its
+  per-trajectory generators for independent ones, simulating only the frames kept
+  (``challenge_phenom_dataset`` makes about 10 trajectories/s per core; this makes
+  hundreds, see benchmarks/bench_simulate.py). Parameters are drawn over ranges that cover the challenge's
   defaults (``datasets_challenge._get_dic_andi2``) and go beyond them: alpha over
   [0, 2) with directed motion (alpha >= 1.9, state 3), D over four decades, several
   trap, dimer and compartment geometries, noise levels and track lengths around the
@@ -53,10 +55,11 @@ _CHALLENGE_L = 1.8 * 128
 _CHALLENGE_DENSITY = 50 / _CHALLENGE_L ** 2
 _CHALLENGE_TRAP_DENSITY = 300 / _CHALLENGE_L ** 2
 
-# Particles per models_phenom call: the models with interacting particles (traps, dimers)
-# vectorise over particles; immobile_traps computes an (N + Nt)^2 distance matrix per
-# frame, so it is fastest with few particles (8, measured). Independent models loop in Python per
-# particle: small calls cost nothing extra and give more distinct parameter sets.
+# Particles per models_phenom call: dimerization vectorises over its particles (which must
+# meet to bind, so a call holds a dense box of 100); immobile_traps computes an (N + Nt)^2
+# distance matrix per frame, so it is fastest with few particles (8, measured). Independent
+# particles are simulated one by one anyway: the number only groups those that share a
+# transition matrix or a set of compartments.
 _PARTICLES_PER_CALL = {"single_state": 10, "multi_state": 10, "immobile_traps": 8, "dimerization": 100,
                        "confinement": 10}
 
