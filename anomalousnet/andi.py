@@ -774,13 +774,13 @@ def fallback_label(idx: int, T: int, alpha: float = 1.0, K: float = 1.0) -> Traj
 
 
 def complete_labels(traj: st.Trajectories, labels: Sequence[TrajectoryLabel] | None, summary: RunSummary,
-                    track: int, wanted: Sequence[int] | None = None) -> list[TrajectoryLabel]:
+                    track: int, wanted: Sequence[int] | None = None, default_T: int = 1) -> list[TrajectoryLabel]:
     """One valid line per wanted trajectory (default: every track of ``traj``), in index order.
 
     A trajectory without a usable label from the method (missing, wrong length, values out of
     range) gets :func:`fallback_label` with the median alpha and K of the others, counted in
     ``summary``. A wanted index absent from ``traj`` (lost by tracking) gets the median
-    length, also counted.
+    length (``default_T`` when ``traj`` is empty), also counted.
     """
     lengths = dict(zip(traj.tracks["particle"].tolist(), traj.lengths.tolist()))
     by_idx = {}
@@ -791,7 +791,7 @@ def complete_labels(traj: st.Trajectories, labels: Sequence[TrajectoryLabel] | N
     good = list(by_idx.values())
     alpha = float(np.median([a for l in good for a in l.alpha])) if good else 1.0
     K = float(np.median([k for l in good for k in l.K])) if good else 1.0
-    median_T = int(np.median(list(lengths.values()))) if lengths else 1
+    median_T = int(np.median(list(lengths.values()))) if lengths else int(default_T)
     out = []
     for idx in (sorted(lengths) if wanted is None else sorted(int(i) for i in wanted)):
         if idx in by_idx:
@@ -832,13 +832,18 @@ def run_public(public_dir: os.PathLike | str, sub_dir: os.PathLike | str, method
             everything = lines
         else:
             vip = read_vip_idx(fov.vip)
-            traj = tracker(fov.video)
+            try:
+                traj = tracker(fov.video)
+            except Exception as exc:  # noqa: BLE001 - reported; the FOV's VIPs still get (fallback) lines
+                log.warning("tracking %s failed (%s); fallback lines for its VIPs", fov.video, exc)
+                summary.failures.append(f"tracking {fov.video}: {type(exc).__name__}: {exc}")
+                traj = _no_tracks()
             tracked_vip = _vip_tracks(traj)
-            labels = _safe_method(method, traj, fov, summary) or []
+            labels = (_safe_method(method, traj, fov, summary) or []) if traj.n_tracks else []
             by_particle = {l.idx: l for l in labels}
             # relabel each VIP's (longest) track with its VIP index
             vip_traj, vip_labels = _relabel_vips(traj, tracked_vip, by_particle)
-            lines = complete_labels(vip_traj, vip_labels, summary, 1, wanted=vip)
+            lines = complete_labels(vip_traj, vip_labels, summary, 1, wanted=vip, default_T=_video_frames(fov.video))
             everything = labels
         summary.written.append(write_labels(submission_path(sub_dir, fov.track, fov.exp, fov.fov), lines))
         summary.n_trajectories[fov.track] = summary.n_trajectories.get(fov.track, 0) + len(lines)
@@ -850,6 +855,22 @@ def run_public(public_dir: os.PathLike | str, sub_dir: os.PathLike | str, method
     return summary
 
 
+def _video_frames(path: Path, default: int = 200) -> int:
+    """Frames of a video (the length given to VIPs nobody tracked); the challenge's 200 if unreadable."""
+    try:
+        from anomalousnet.video import Video
+
+        with Video(path) as video:
+            return int(video.n_frames)
+    except Exception:  # noqa: BLE001 - only a fallback length
+        return default
+
+
+def _no_tracks() -> st.Trajectories:
+    return st.Trajectories(np.zeros(1, np.int64), {"frame": np.zeros(0, np.int64), "x": np.zeros(0), "y": np.zeros(0)},
+                           {"particle": np.zeros(0, np.int64), "vip": np.zeros(0, np.int64)})
+
+
 def _safe_method(method, traj: st.Trajectories, fov: Fov, summary: RunSummary):
     """The method's labels, or None when it fails on the whole FOV (every line then falls back)."""
     try:
@@ -857,7 +878,7 @@ def _safe_method(method, traj: st.Trajectories, fov: Fov, summary: RunSummary):
     except Exception as exc:  # noqa: BLE001 - reported, and every trajectory still gets a line
         log.warning("method failed on track %d exp %d fov %d (%s); fallback lines written",
                     fov.track, fov.exp, fov.fov, exc)
-        summary.failures.append(f"track {fov.track} exp {fov.exp} fov {fov.fov}: {type(exc).__name__}: {exc}")
+        summary.failures.append(f"method on track {fov.track} exp {fov.exp} fov {fov.fov}: {type(exc).__name__}: {exc}")
         return None
 
 
@@ -890,9 +911,7 @@ def _relabel_vips(traj: st.Trajectories, vip_rows: Mapping[int, int], by_particl
         label = by_particle.get(int(traj.tracks["particle"][vip_rows[v]]))
         if label is not None:
             labels.append(dataclasses.replace(label, idx=v, cps=tuple(c + first for c in label.cps), T=label.T + first))
-    sub = st.Trajectories.from_arrays(arrays, {"particle": np.array(vips, dtype=np.int64)}) if arrays else \
-        st.Trajectories(np.zeros(1, np.int64), {"frame": np.zeros(0, np.int64), "x": np.zeros(0), "y": np.zeros(0)},
-                        {"particle": np.zeros(0, np.int64)})
+    sub = st.Trajectories.from_arrays(arrays, {"particle": np.array(vips, dtype=np.int64)}) if arrays else _no_tracks()
     return sub, labels
 
 
@@ -941,9 +960,12 @@ def make_method(name: str, model: str = "default"):
     raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
 
 
-def default_tracker(options=None, work_dir: os.PathLike | str | None = None):
+def default_tracker(options=None, store_dir: os.PathLike | str | None = None):
     """A tracker for track 1: one video -> Trajectories with a per-track ``vip`` column, through
-    :func:`anomalousnet.tracking.track_video` (trackpy, in this process) and a temporary shard."""
+    :func:`anomalousnet.tracking.track_video` (trackpy). With ``store_dir`` the shard of each
+    video is kept there (named by :func:`anomalousnet.tracking.shard_name`) and reused when
+    complete - see :func:`track_public` to track every video in parallel first; without it,
+    each video is tracked into a temporary shard."""
     import tempfile
 
     from anomalousnet import tracking
@@ -951,8 +973,26 @@ def default_tracker(options=None, work_dir: os.PathLike | str | None = None):
     options = options or tracking.TrackOptions()
 
     def tracker(video: Path) -> st.Trajectories:
-        with tempfile.TemporaryDirectory(dir=work_dir, prefix="andi-track-") as tmp:
+        if store_dir is not None:
+            shard = Path(store_dir) / tracking.shard_name(video)
+            if st.needs_writing(shard):
+                Path(store_dir).mkdir(parents=True, exist_ok=True)
+                tracking.track_video(video, shard, options, command="andi run")
+            return st.read_shard(shard).trajectories
+        with tempfile.TemporaryDirectory(prefix="andi-track-") as tmp:
             shard = tracking.track_video(video, Path(tmp) / "video.h5", options, command="andi run")
             return st.read_shard(shard).trajectories
 
     return tracker
+
+
+def track_public(public_dir: os.PathLike | str, store_dir: os.PathLike | str, options=None,
+                 workers: int | None = None, progress: bool = True):
+    """Track every track-1 video of the public data into ``store_dir`` (one shard per video,
+    Dask over videos, complete shards kept) with :func:`anomalousnet.tracking.track_videos`;
+    :func:`default_tracker` with the same ``store_dir`` then reads them. Returns its summary."""
+    from anomalousnet import tracking
+
+    videos = [str(f.video) for f in find_public(public_dir, [1])]
+    return tracking.track_videos(videos, store_dir, options or tracking.TrackOptions(), workers=workers,
+                                 progress=progress)

@@ -45,23 +45,42 @@ def score(sub_dir: str, ref_dir: str, tracks: tuple[str, ...], no_ensemble: bool
               help="model: the AnomalousNet pipeline; classical / naive: the baselines.")
 @click.option("--model", "model_spec", default="default", show_default=True,
               help="Model bundle: 'default' (built in) or a bundle directory.")
-def run(public_dir: str, sub_dir: str, tracks: tuple[str, ...], method: str, model_spec: str) -> None:
+@click.option("--tracks-store", type=click.Path(file_okay=False), default=None,
+              help="Track 1: keep the videos' trajectory shards here (reused on a re-run); default: a temporary folder.")
+@click.option("--workers", type=int, default=None, help="Track 1: videos tracked in parallel (default: all CPUs).")
+def run(public_dir: str, sub_dir: str, tracks: tuple[str, ...], method: str, model_spec: str,
+        tracks_store: str | None, workers: int | None) -> None:
     """Write a submission the official scorer accepts: a line for every trajectory (track 2) or
     exactly the VIPs (track 1), and ensemble_labels.txt per experiment. Trajectories the method
-    cannot handle get a fallback line; their number is reported."""
+    cannot handle get a fallback line; their number is reported. A video that cannot be tracked
+    (or a field of view the method fails on) is named and the exit status is 1, after the whole
+    submission is written."""
+    import tempfile
+
     from anomalousnet import andi as an
 
     track_list = [int(t) for t in tracks] or [1, 2]
-    try:
-        summary = an.run_public(public_dir, sub_dir, an.make_method(method, model_spec), track_list,
-                                tracker=an.default_tracker() if 1 in track_list else None)
-    except (an.AndiFormatError, ValueError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
+    with tempfile.TemporaryDirectory(prefix="andi-tracks-") as tmp:
+        store = tracks_store or tmp
+        try:
+            tracker = None
+            if 1 in track_list:
+                tracked = an.track_public(public_dir, store, workers=workers)
+                for video, problem in tracked.failed.items():
+                    click.echo(f"tracking failed: {video}: {problem} (its VIPs get fallback lines)", err=True)
+                tracker = an.default_tracker(store_dir=store)
+            summary = an.run_public(public_dir, sub_dir, an.make_method(method, model_spec), track_list,
+                                    tracker=tracker)
+        except (an.AndiFormatError, ValueError, OSError) as exc:
+            raise click.ClickException(str(exc)) from None
     for track in sorted(summary.n_trajectories):
         click.echo(f"track {track}: {summary.n_trajectories[track]} trajectory lines, "
                    f"{summary.n_fallback.get(track, 0)} fallback, {summary.seconds.get(track, 0.0):.1f} s")
     for reason, n in sorted(summary.fallback_reasons.items()):
         click.echo(f"  fallback: {n} x {reason}")
-    for failure in summary.failures:
-        click.echo(f"  method failed on {failure}", err=True)
     click.echo(f"wrote {len(summary.written)} files under {sub_dir}")
+    if summary.failures:
+        for failure in summary.failures:
+            click.echo(f"FAILED {failure}", err=True)
+        click.echo(f"{len(summary.failures)} input(s) failed; their trajectories have fallback lines", err=True)
+        sys.exit(1)

@@ -297,3 +297,17 @@ def test_track1_vip_picked_up_late_keeps_the_reference_time_axis(tmp_path):
     lines = {l.idx: l for l in andi.read_labels(tmp_path / "sub" / "track_1" / "exp_0" / "fov_0.txt")[0]}
     assert sorted(lines) == [0, 1] and summary.fallback_reasons == {"not found by tracking": 1}
     assert lines[1].cps == (13,) and lines[1].T == 53 and lines[1].alpha == (1.0, 0.5)
+
+
+def test_cli_run_names_an_untrackable_video_and_still_writes_every_vip(tmp_path):
+    exp_dir = tmp_path / "public" / "track_1" / "exp_0"
+    exp_dir.mkdir(parents=True)
+    (exp_dir / "videos_fov_0.tiff").write_bytes(b"not a tiff")
+    andi.write_vip_idx(exp_dir / "vip_idx_fov_0.txt", [0, 1, 2])
+    out = subprocess.run([*CLI, "andi", "run", "--public", str(tmp_path / "public"), "--out", str(tmp_path / "sub"),
+                          "--tracks", "1", "--method", "naive", "--workers", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1
+    assert "videos_fov_0.tiff" in out.stderr and "3 fallback" in out.stdout
+    lines = andi.read_labels(tmp_path / "sub" / "track_1" / "exp_0" / "fov_0.txt")[0]
+    assert [l.idx for l in lines] == [0, 1, 2] and all(l.T == 200 for l in lines)  # the challenge's T
