@@ -62,6 +62,7 @@ _CHALLENGE_TRAP_DENSITY = 300 / _CHALLENGE_L ** 2
 # transition matrix or a set of compartments.
 _PARTICLES_PER_CALL = {"single_state": 10, "multi_state": 10, "immobile_traps": 8, "dimerization": 100,
                        "confinement": 10}
+_MIN_PARTICLES_PER_CALL = {"immobile_traps": 8, "dimerization": 20}
 
 #: Default shares of the models: immobile_traps and confinement weigh more, since only a
 #: fraction of their frames are immobile or confined; with directed_fraction 0.2 every
@@ -381,10 +382,10 @@ def simulate_tracks(n: int, seed: int, config: SimulationConfig = SimulationConf
         for model, quota in _quotas(n, config.weights).items():
             made = 0
             while made < quota:
-                k = min(_PARTICLES_PER_CALL[model], quota - made) if model != "immobile_traps" else \
-                    _PARTICLES_PER_CALL[model]  # traps need their density of particles; extras are dropped
-                if model == "dimerization":
-                    k = _PARTICLES_PER_CALL[model]  # dimers form only at density: simulate full calls
+                # The box of a call is sized for its particles at a given density, so a smaller call
+                # changes nothing physically; calls of interacting particles keep a minimum size
+                # (the distance computations vectorise over them) and drop the extra tracks.
+                k = min(_PARTICLES_PER_CALL[model], max(quota - made, _MIN_PARTICLES_PER_CALL.get(model, 1)))
                 keep = None  # interacting particles (dimers): a whole box of config.length frames, cropped per track
                 T = config.length
                 if model in _INDEPENDENT:  # simulate just the frames kept: the cost grows with T
