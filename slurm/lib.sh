@@ -20,7 +20,8 @@ an_start_dask() {
   local dir=$1
   AN_SCHEDULER_FILE="$dir/.dask-scheduler-${SLURM_JOB_ID:-$$}.json"
   rm -f "$AN_SCHEDULER_FILE"
-  an_run dask scheduler --scheduler-file "$AN_SCHEDULER_FILE" --no-dashboard --port 0 \
+  # started directly (not through a function) so that $! is the scheduler itself, stopped on exit
+  "${AN_PREFIX[@]}" dask scheduler --scheduler-file "$AN_SCHEDULER_FILE" --no-dashboard --port 0 \
     >"$dir/.dask-scheduler-${SLURM_JOB_ID:-$$}.log" 2>&1 &
   AN_DASK_PIDS=($!)
   for _ in $(seq 120); do [ -s "$AN_SCHEDULER_FILE" ] && break; sleep 1; done

@@ -89,6 +89,8 @@ def test_pipeline_simulate_then_train_with_two_horovod_ranks(tmp_path):
     assert f"afterok:{jobs['simulate']}" in queued  # train waits for simulate (still running now)
     assert_completed(wait_for(list(jobs.values()), tmp_path), tmp_path)
 
+    leftover = subprocess.run(["pgrep", "-f", f"dask .*--scheduler-file {tmp_path}"], capture_output=True, text=True)
+    assert leftover.stdout == "", "the Dask cluster of simulate.sbatch outlived its job"
     index = st.validate_store(tmp_path / "train")
     assert index.kind == "training" and int(index.n_tracks.sum()) == 96 and len(index.shard_names) == 4
     meta = json.loads((tmp_path / "model" / "model.json").read_text())
