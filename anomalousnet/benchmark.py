@@ -299,15 +299,16 @@ def format_report(result: dict) -> str:
                     g = run["vip_ground_truth"]["tracks"]["1"]["overall"]
                     cells = " ".join(f"{andi._cell(g.get(n)):>9}" for n in names)
                     lines.append(f"{'':<9} {'1gt':>3} {method:<10} {cells}   (VIPs from ground-truth trajectories)")
-    lines += ["", "== per experiment (track 2) =="]
+    lines += ["", "== per experiment =="]
     for dataset, runs in result["runs"].items():
-        for method in METHOD_ORDER:
-            run = runs.get(method)
-            if not run:
-                continue
-            for e in run["score"]["tracks"]["2"]["experiments"]:
-                cells = " ".join(f"{andi._cell(e.get(n)):>9}" for n in names)
-                lines.append(f"{dataset:<9} {method:<10} exp {e['exp']} {e['model']:<15.15} {cells}")
+        for track in (2, 1):
+            for method in METHOD_ORDER:
+                run = runs.get(method)
+                if not run or str(track) not in run["score"]["tracks"]:
+                    continue
+                for e in run["score"]["tracks"][str(track)]["experiments"]:
+                    cells = " ".join(f"{andi._cell(e.get(n)):>9}" for n in names)
+                    lines.append(f"{dataset:<9} {track:>3} {method:<10} exp {e['exp']} {e['model']:<15.15} {cells}")
     lines += ["", "== per-state frame recall (track 2) =="]
     for dataset, runs in result["runs"].items():
         for method in METHOD_ORDER:
@@ -318,7 +319,7 @@ def format_report(result: dict) -> str:
                     f"{k} {andi._cell(v['recall'])} ({v['frames']})" for k, v in rec.items() if v["frames"]))
     lines += ["", "== throughput (andi dataset, this machine) =="]
     for method, t in result["throughput"].items():
-        lines.append(f"{method:<10} start-up {result['startup_seconds'].get(method, 0):.1f} s; "
+        lines.append(f"{method:<10} start-up {result.get('startup_seconds', {}).get(method, 0):.1f} s; "
                      f"track 2: {andi._cell(t['track2_trajectories_per_s'])} trajectories/s, "
                      f"{andi._cell(t['track2_frames_per_s'])} frames/s"
                      + (f"; track 1: {andi._cell(t['track1_seconds_per_video_after_tracking'])} s/video after tracking"
