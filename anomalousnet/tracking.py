@@ -124,7 +124,8 @@ def estimate_spot_sigma(frames: np.ndarray) -> float:
 
     offsets = np.arange(-2, 3)
     curvatures = []
-    for image in np.asarray(frames, dtype=float):
+    for image in frames:  # one frame at a time in float: the sample of a huge stack stays small
+        image = np.asarray(image, dtype=float)
         background = np.median(image)
         noise = 1.4826 * np.median(np.abs(image - background)) or 1.0
         smooth = ndimage.uniform_filter(image, 3)
@@ -169,13 +170,18 @@ def estimate_minmass(frames: np.ndarray, diameter: int, percentile: float = 64.0
     """
     import trackpy as tp
 
-    dtype = np.asarray(frames).dtype
-    frames = np.asarray(frames, dtype=float)
+    frames = np.asarray(frames)
+    dtype = frames.dtype
     rng = np.random.default_rng(seed)
-    background = float(np.median(frames))
-    noise = 1.4826 * float(np.median(np.abs(frames - background)))
+    # Per frame, in float one frame at a time (a float copy of a huge sample would cost GBs).
+    stats = []
+    for image in frames:
+        image = np.asarray(image, dtype=float)
+        level = float(np.median(image))
+        stats.append((level, 1.4826 * float(np.median(np.abs(image - level))), float(image.std())))
+    background, noise, spread = (float(np.median(column)) for column in zip(*stats))
     if noise == 0:
-        noise = float(frames.std()) or 1.0
+        noise = spread or 1.0
     shape = tuple(min(s, 256) for s in frames.shape[1:])
     n = min(48, max(4, int(math.ceil(frames.size / np.prod(shape)))))  # about as many pixels as the sample
     masses = []
