@@ -11,10 +11,12 @@ HOROVOD_ENV := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI
 
 env: $(VENV)/.installed
 
+# One environment for the tests and the demo: the `video` extra (the AnDi video generator)
+# is needed by both.
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade "pip>=24" "setuptools>=68" wheel
-	$(PIP) install -e '.[test]'
+	$(PIP) install --upgrade "pip>=24" "setuptools>=68,<81" wheel
+	$(PIP) install -e '.[test,video]'
 	touch $@
 
 $(VENV)/.horovod: $(VENV)/.installed
@@ -36,11 +38,7 @@ DEMO_DIR ?= demo
 DEMO_MODEL ?= default
 DEMO_EXPERIMENTS ?= 2
 
-$(VENV)/.video: $(VENV)/.installed
-	$(PIP) install -e '.[video]'
-	touch $@
-
-demo: $(VENV)/.video
+demo: $(VENV)/.installed
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -c "from anomalousnet.simulate import simulate_andi; \
 	simulate_andi('$(DEMO_DIR)/data', seed=2024, experiments=$(DEMO_EXPERIMENTS), fovs=1, videos=True)"
 	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/anomalousnet-batch infer \
