@@ -806,14 +806,17 @@ def complete_labels(traj: st.Trajectories, labels: Sequence[TrajectoryLabel] | N
 
 
 def run_public(public_dir: os.PathLike | str, sub_dir: os.PathLike | str, method, tracks: Sequence[int] = (2,),
-               tracker=None, progress: bool = True) -> RunSummary:
+               tracker=None, progress: bool = True, batch_tracks: int = 20000) -> RunSummary:
     """Write a submission for the public data in ``public_dir``.
 
-    ``method(traj: Trajectories) -> list[TrajectoryLabel]`` predicts the segments of a field
-    of view (indices = ``traj.tracks["particle"]``). ``tracker(video: Path) -> Trajectories``
-    (track 1 only) tracks a video; its tracks carry ``vip`` (the VIP index, -1 for others).
-    Track 2 gets a line for every trajectory of the CSV, track 1 exactly one per VIP index;
-    the ensemble file of each experiment summarises every trajectory the method saw.
+    ``method(traj: Trajectories) -> list[TrajectoryLabel]`` predicts the segments of the
+    trajectories it is given (indices = ``traj.tracks["particle"]``). Track-2 FOVs are given
+    to it together, up to ``batch_tracks`` trajectories per call (a network predicts faster
+    in large batches); if it fails on a batch, each FOV is retried alone.
+    ``tracker(video: Path) -> Trajectories`` (track 1 only) tracks a video; its tracks carry
+    ``vip`` (the VIP index, -1 for others). Track 2 gets a line for every trajectory of the
+    CSV, track 1 exactly one per VIP index; the ensemble file of each experiment summarises
+    every trajectory the method saw.
     """
     import time
 
@@ -824,13 +827,31 @@ def run_public(public_dir: os.PathLike | str, sub_dir: os.PathLike | str, method
     summary = RunSummary()
     fovs = find_public(public_dir, tracks)
     seen_by_exp: dict[tuple[int, int], list[TrajectoryLabel]] = {}
-    for fov in tqdm(fovs, desc="fields of view", unit="fov", disable=not progress):
+
+    def write(fov: Fov, lines: list[TrajectoryLabel], everything: list[TrajectoryLabel]) -> None:
+        summary.written.append(write_labels(submission_path(sub_dir, fov.track, fov.exp, fov.fov), lines))
+        summary.n_trajectories[fov.track] = summary.n_trajectories.get(fov.track, 0) + len(lines)
+        seen_by_exp.setdefault((fov.track, fov.exp), []).extend(everything)
+
+    def timed(track: int, t0: float) -> None:
+        summary.seconds[track] = summary.seconds.get(track, 0.0) + time.perf_counter() - t0
+
+    with tqdm(total=len(fovs), desc="fields of view", unit="fov", disable=not progress) as bar:
+        pending: list[tuple[Fov, st.Trajectories]] = []
+        track2 = [f for f in fovs if f.track == 2]
         t0 = time.perf_counter()
-        if fov.track == 2:
-            traj = read_andi_csv(fov.trajs)
-            lines = complete_labels(traj, _safe_method(method, traj, fov, summary), summary, 2)
-            everything = lines
-        else:
+        for i, fov in enumerate(track2):
+            pending.append((fov, read_andi_csv(fov.trajs)))
+            if sum(t.n_tracks for _, t in pending) >= batch_tracks or i == len(track2) - 1:
+                for (f, traj), labels in zip(pending, _method_on_batch(method, pending, summary)):
+                    lines = complete_labels(traj, labels, summary, 2)
+                    write(f, lines, lines)
+                bar.update(len(pending))
+                pending = []
+                timed(2, t0)
+                t0 = time.perf_counter()
+        for fov in (f for f in fovs if f.track == 1):
+            t0 = time.perf_counter()
             vip = read_vip_idx(fov.vip)
             try:
                 traj = tracker(fov.video)
@@ -843,16 +864,41 @@ def run_public(public_dir: os.PathLike | str, sub_dir: os.PathLike | str, method
             by_particle = {l.idx: l for l in labels}
             # relabel each VIP's (longest) track with its VIP index
             vip_traj, vip_labels = _relabel_vips(traj, tracked_vip, by_particle)
-            lines = complete_labels(vip_traj, vip_labels, summary, 1, wanted=vip, default_T=_video_frames(fov.video))
-            everything = labels
-        summary.written.append(write_labels(submission_path(sub_dir, fov.track, fov.exp, fov.fov), lines))
-        summary.n_trajectories[fov.track] = summary.n_trajectories.get(fov.track, 0) + len(lines)
-        seen_by_exp.setdefault((fov.track, fov.exp), []).extend(everything)
-        summary.seconds[fov.track] = summary.seconds.get(fov.track, 0.0) + time.perf_counter() - t0
+            write(fov, complete_labels(vip_traj, vip_labels, summary, 1, wanted=vip,
+                                       default_T=_video_frames(fov.video)), labels)
+            timed(1, t0)
+            bar.update()
     for (track, exp), labels in sorted(seen_by_exp.items()):
         summary.written.append(write_ensemble(submission_path(sub_dir, track, exp) / ENSEMBLE_NAME,
                                               ensemble_from_labels(labels)))
     return summary
+
+
+def _method_on_batch(method, batch: list[tuple[Fov, st.Trajectories]], summary: RunSummary
+                     ) -> list[list[TrajectoryLabel] | None]:
+    """The method's labels for each FOV of ``batch``, from one call on all their trajectories
+    (renumbered 0..n-1, then mapped back); one call per FOV if that fails."""
+    if len(batch) == 1:
+        return [_safe_method(method, batch[0][1], batch[0][0], summary)]
+    trajs = [t for _, t in batch]
+    names = sorted(set.intersection(*(set(t.points) for t in trajs)))
+    offsets = np.concatenate([[0], np.cumsum([t.n_points for t in trajs])])
+    combined = st.Trajectories(
+        np.concatenate([[0]] + [t.offsets[1:] + o for t, o in zip(trajs, offsets[:-1])]).astype(np.int64),
+        {n: np.concatenate([np.asarray(t.points[n]) for t in trajs]) for n in names},
+        {"particle": np.arange(sum(t.n_tracks for t in trajs), dtype=np.int64)})
+    owner = np.repeat(np.arange(len(trajs)), [t.n_tracks for t in trajs])
+    original = np.concatenate([t.tracks["particle"] for t in trajs])
+    try:
+        labels = method(combined)
+    except Exception as exc:  # noqa: BLE001 - retried FOV by FOV, so one bad FOV cannot take others down
+        log.warning("method failed on a batch of %d FOVs (%s); retrying one by one", len(batch), exc)
+        return [_safe_method(method, t, f, summary) for f, t in batch]
+    out: list[list[TrajectoryLabel]] = [[] for _ in batch]
+    for label in labels:
+        if 0 <= label.idx < len(owner):
+            out[owner[label.idx]].append(dataclasses.replace(label, idx=int(original[label.idx])))
+    return out
 
 
 def _video_frames(path: Path, default: int = 200) -> int:

@@ -176,7 +176,9 @@ def test_run_writes_a_line_for_every_trajectory_and_counts_fallbacks(dataset, tm
         labels = baselines.classical(traj)
         return labels[1:]  # the first trajectory is left to the fallback
 
-    summary = andi.run_public(public, tmp_path / "sub", fails_on_second_fov, tracks=[2], progress=False)
+    # batch_tracks=1: one method call per FOV, so the failure stays within FOV 1
+    summary = andi.run_public(public, tmp_path / "sub", fails_on_second_fov, tracks=[2], progress=False,
+                              batch_tracks=1)
     n_fov1 = andi.read_andi_csv(public / "track_2" / "exp_0" / "trajs_fov_1.csv").n_tracks
     assert summary.n_fallback[2] == n_fov1 + 2  # whole FOV 1 of exp 0, one trajectory of each other FOV
     assert len(summary.failures) == 1 and "cannot handle" in summary.failures[0]
@@ -186,6 +188,16 @@ def test_run_writes_a_line_for_every_trajectory_and_counts_fallbacks(dataset, tm
         assert sorted(df.traj_idx.astype(int)) == sorted(trajs.tracks["particle"].tolist())
         assert [cp[-1] for cp in df.changepoints] == [float(n) for n in trajs.lengths]
     assert andi.score(tmp_path / "sub", ref, tracks=[2], ensemble=False).complete
+
+
+def test_batched_fields_of_view_give_the_same_lines_as_one_by_one(dataset, tmp_path):
+    _, public = dataset
+    andi.run_public(public, tmp_path / "one", baselines.classical, tracks=[2], progress=False, batch_tracks=1)
+    andi.run_public(public, tmp_path / "all", baselines.classical, tracks=[2], progress=False)  # one call
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.txt"))
+    assert len(files) == 5  # 3 FOV files + 2 ensembles
+    for f in files:
+        assert (tmp_path / "one" / f).read_text() == (tmp_path / "all" / f).read_text(), f
 
 
 def test_track1_run_writes_exactly_the_vip_indices(tmp_path):
