@@ -374,6 +374,10 @@ def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferO
 
     out_dir = Path(out_dir)
     bundle = inference.load_bundle(options.model)
+    missing = [t for t in ("alpha", "K", "state") if t not in bundle.targets]
+    if missing:
+        raise inference.BundleError(bundle.path, f"has no {', '.join(missing)} head(s); infer needs alpha, K and "
+                                                 "state (train them with `anomalousnet-batch train --target all`)")
     store_dir = out_dir / STORE_DIR
     store_dir.mkdir(parents=True, exist_ok=True)
     summary = InferSummary(out_dir)
