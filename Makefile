@@ -54,14 +54,14 @@ demo: $(VENV)/.installed
 # then copy weights + model.json into the package.
 MODEL_DIR ?= build/default-model
 MODEL_N ?= 40000
-MODEL_EPOCHS ?= 8
+MODEL_EPOCHS ?= 12
 ANB := TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/anomalousnet-batch
 
 default-model: $(VENV)/.installed
 	$(ANB) simulate trajectories --out $(MODEL_DIR)/train --n $(MODEL_N) --seed 1 --no-progress
 	$(ANB) simulate trajectories --out $(MODEL_DIR)/heldout --n 5000 --seed 2 --no-progress
 	$(ANB) train --data $(MODEL_DIR)/train --target all --preset cpu --epochs $(MODEL_EPOCHS) \
-	  --batch-size 64 --patience 3 --seed 0 --out $(MODEL_DIR)/bundle --resume --no-progress \
+	  --batch-size 64 --patience 3 --seed 0 --class-weights balanced --out $(MODEL_DIR)/bundle --resume --no-progress \
 	  --evaluate-on $(MODEL_DIR)/heldout --made-by "make default-model"
 	mkdir -p anomalousnet/models/default
 	cp $(MODEL_DIR)/bundle/model.json $(MODEL_DIR)/bundle/alpha.weights.h5 \

@@ -103,8 +103,12 @@ def _masked_mean(per_frame, mask):
     return ops.mean(per_sample)
 
 
-def masked_loss(target: str, y_true, y_pred, mask):
-    """The paper's loss for ``target``, padding frames masked out: MAE, MSLE or sparse cross-entropy."""
+def masked_loss(target: str, y_true, y_pred, mask, class_weights=None):
+    """The paper's loss for ``target``, padding frames masked out: MAE, MSLE or sparse cross-entropy.
+
+    ``class_weights`` (state only, 4 values): each frame's cross-entropy is multiplied by the
+    weight of its true state, so rare states (confined, immobile) are not ignored.
+    """
     mask = ops.cast(mask, "float32")
     y_pred = ops.cast(y_pred, "float32")
     if target == "alpha":
@@ -113,6 +117,8 @@ def masked_loss(target: str, y_true, y_pred, mask):
         per_frame = ops.square(ops.log1p(ops.maximum(ops.cast(y_true, "float32"), 0.0)) - ops.log1p(y_pred))
     elif target == "state":
         per_frame = keras.losses.sparse_categorical_crossentropy(ops.cast(y_true, "int32"), y_pred)
+        if class_weights is not None:
+            per_frame = per_frame * ops.take(ops.cast(class_weights, "float32"), ops.cast(y_true, "int32"))
     else:
         raise ValueError(f"unknown target {target!r}")
     return _masked_mean(per_frame, mask)

@@ -62,6 +62,8 @@ class TrainConfig:
     max_windows: cap on training windows read per rank (None: all).
     seed: seeds the split, crops, rotations and initial weights.
     mixed_precision: float16 compute on GPUs ("auto": when a GPU is present).
+    class_weights: state head only: "none" (the paper's plain cross-entropy) or "balanced"
+        (each state weighted by total / (4 x its frames), clipped to [0.1, 10]).
     """
 
     target: str = "alpha"
@@ -75,11 +77,14 @@ class TrainConfig:
     max_windows: int | None = None
     seed: int = 0
     mixed_precision: str = "auto"
+    class_weights: str = "none"
     features: ft.FeatureConfig = ft.FeatureConfig()
 
     def __post_init__(self):
         if self.target not in ("alpha", "K", "state"):
             raise TrainingError(f"target {self.target!r}: choose alpha, K or state")
+        if self.class_weights not in ("none", "balanced"):
+            raise TrainingError(f"class weights {self.class_weights!r}: choose none or balanced")
         if self.epochs < 1 or self.batch_size < 1 or not 0 < self.val_fraction < 1:
             raise TrainingError(f"invalid epochs/batch size/validation fraction in {self}")
 
@@ -276,6 +281,8 @@ def _validation_figures(target: str, sums: dict) -> dict:
     for k, name in enumerate(ft.STATES):
         n = sums[f"n_{k}"]
         out[f"recall_{name}"] = sums[f"hit_{k}"] / n if n else None
+    recalls = [v for k, v in out.items() if k.startswith("recall_") and v is not None]
+    out["state_balanced_accuracy"] = float(np.mean(recalls)) if recalls else None
     return out
 
 
@@ -287,7 +294,15 @@ def make_optimizer(learning_rate: float, ranks: Ranks, mixed: bool = False):
     return keras.optimizers.LossScaleOptimizer(optimizer) if mixed else optimizer
 
 
-def make_train_step(net, optimizer, target: str, ranks: Ranks, mixed: bool = False):
+def state_class_weights(train: ft.TrainingWindows, ranks: Ranks) -> np.ndarray:
+    """Balanced weights of the four states from the frames of all ranks' training windows."""
+    valid = np.arange(train.state.shape[1])[None, :] < train.length[:, None]
+    counts = ranks.allreduce(np.bincount(train.state[valid].astype(np.int64), minlength=4)[:4], "sum")
+    weights = counts.sum() / (4 * np.maximum(counts, 1))
+    return np.clip(weights, 0.1, 10.0).astype(np.float32)
+
+
+def make_train_step(net, optimizer, target: str, ranks: Ranks, mixed: bool = False, class_weights=None):
     """One compiled optimisation step; under Horovod the gradients are averaged over the ranks.
 
     Returns ``step(inputs, y, mask) -> loss`` (this rank's loss on its part of the batch).
@@ -302,7 +317,7 @@ def make_train_step(net, optimizer, target: str, ranks: Ranks, mixed: bool = Fal
     def train_step(x, y, mask):
         with tf.GradientTape() as tape:
             pred = net(x, training=True)
-            loss = mdl.masked_loss(target, y, pred, mask)
+            loss = mdl.masked_loss(target, y, pred, mask, class_weights)
             scaled = optimizer.scale_loss(loss) if mixed else loss
         if ranks.hvd:
             tape = ranks.hvd.DistributedGradientTape(tape)
@@ -353,7 +368,11 @@ def train_head(shards: list[Path], out: Path, config: TrainConfig, ranks: Ranks,
     ranks.broadcast(optimizer.variables)
 
     target = config.target
-    train_step = make_train_step(net, optimizer, target, ranks, mixed)
+    weights = None
+    if target == "state" and config.class_weights == "balanced":
+        weights = state_class_weights(train, ranks)
+        log.warning("state: class weights %s (immobile, confined, free, directed)", np.round(weights, 3).tolist())
+    train_step = make_train_step(net, optimizer, target, ranks, mixed, weights)
 
     @tf.function
     def eval_step(x, y, mask):
@@ -370,8 +389,10 @@ def train_head(shards: list[Path], out: Path, config: TrainConfig, ranks: Ranks,
         return _validation_figures(target, dict(zip(keys, total)))
 
     def val_loss(fig: dict) -> float:
-        return {"alpha": fig.get("alpha_mae"), "K": fig.get("K_norm_msle"),
-                "state": None if fig.get("state_accuracy") is None else 1 - fig["state_accuracy"]}[target]
+        if target == "state":  # balanced weights aim at every state's recall, so judge by their mean
+            key = "state_balanced_accuracy" if config.class_weights == "balanced" else "state_accuracy"
+            return None if fig.get(key) is None else 1 - fig[key]
+        return {"alpha": fig.get("alpha_mae"), "K": fig.get("K_norm_msle")}[target]
 
     seen, busy = 0, 0.0
     epoch = state["epoch"]
@@ -486,6 +507,7 @@ def train(data: list[str] | str, out: os.PathLike | str, config: TrainConfig, ta
                     "batch_size_per_rank": cfg.batch_size,
                     "learning_rate": cfg.learning_rate * ranks.size,
                     "seed": cfg.seed,
+                    "class_weights": cfg.class_weights if target == "state" else None,
                     "n_train_windows": result.n_train_windows,
                     "n_val_windows": result.n_val_windows,
                     "trajectories_per_s": round(result.trajectories_per_s, 1),

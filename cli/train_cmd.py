@@ -28,6 +28,8 @@ import click
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--mixed-precision", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="float16 compute (auto: on GPUs).")
+@click.option("--class-weights", type=click.Choice(["none", "balanced"]), default="none", show_default=True,
+              help="State head: weight rare states up (balanced) or the paper's plain cross-entropy (none).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Model bundle directory to write.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out (epoch and optimizer).")
 @click.option("--evaluate-on", multiple=True, metavar="PATTERN",
@@ -35,7 +37,7 @@ import click
 @click.option("--made-by", default="", help="Free text recorded in model.json (e.g. the make target).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def train(data, target, preset, epochs, batch_size, learning_rate, val_fraction, patience, steps_per_epoch,
-          max_windows, seed, mixed_precision, out, resume, evaluate_on, made_by, progress) -> None:
+          max_windows, seed, mixed_precision, class_weights, out, resume, evaluate_on, made_by, progress) -> None:
     """Train alpha/K/state networks; runs distributed when started by horovodrun (one rank per process/GPU).
 
     \b
@@ -52,7 +54,8 @@ def train(data, target, preset, epochs, batch_size, learning_rate, val_fraction,
         config = tr.TrainConfig(target="alpha" if target == "all" else target, preset=preset, epochs=epochs,
                                 batch_size=batch_size, learning_rate=learning_rate, val_fraction=val_fraction,
                                 patience=patience, steps_per_epoch=steps_per_epoch, max_windows=max_windows,
-                                seed=seed, mixed_precision=mixed_precision)
+                                seed=seed, mixed_precision=mixed_precision,
+                                class_weights=class_weights)
         targets = ("alpha", "K", "state") if target == "all" else (target,)
         bundle = tr.train(list(data), out, config, targets=targets, resume=resume, command=command,
                           progress=progress, evaluate_on=list(evaluate_on) or None)

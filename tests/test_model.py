@@ -127,6 +127,9 @@ def test_masked_losses_ignore_padding_and_match_by_hand():
     labels = np.array([[0, 1, 3, 3]])
     assert float(mdl.masked_loss("state", labels, probs, mask)) == pytest.approx(-(np.log(0.7) + np.log(0.1)) / 2,
                                                                                  rel=1e-5)
+    w = np.array([2.0, 3.0, 1.0, 1.0], np.float32)  # balanced class weights multiply each frame's term
+    assert float(mdl.masked_loss("state", labels, probs, mask, w)) == pytest.approx(
+        -(2 * np.log(0.7) + 3 * np.log(0.1)) / 2, rel=1e-5)
     m = {k: float(v) for k, v in mdl.masked_metrics("state", labels, probs, mask).items()}
     assert m["frames"] == 2 and m["correct"] == 1 and m["n_1"] == 1 and m["hit_1"] == 0 and m["n_3"] == 0
 
