@@ -4,6 +4,9 @@
     .venv/bin/python benchmarks/bench_tracking.py                 # both parts
     .venv/bin/python benchmarks/bench_tracking.py --skip-big      # throughput only
     .venv/bin/python benchmarks/bench_tracking.py --big-gb 0.5    # smaller big stack
+    .venv/bin/python benchmarks/bench_tracking.py --skip-throughput --skip-big --andi D1 D2
+        # accuracy on AnDi-2 datasets made by `anomalousnet-batch simulate andi --videos`:
+        # localisation RMSE against the noise-free positions, VIPs recovered per FOV
 
 Videos are synthetic (anomalousnet.video.SyntheticVideo) and written under --tmp (default
 /tmp), deleted at the end. Wall times include starting the local Dask cluster. The big
@@ -67,6 +70,36 @@ def peak_memory(tmp: Path, gigabytes: float) -> None:
           f"{peak / size:.1%} of the stack")
 
 
+def andi_accuracy(datasets: list[str]) -> None:
+    import glob
+
+    import numpy as np
+    import pandas as pd
+
+    from anomalousnet import store as st
+    from anomalousnet import tracking as tr
+
+    coverages, errors = [], []
+    for root in datasets:
+        for video in sorted(glob.glob(f"{root}/public/track_1/exp_*/videos_fov_*.tiff")):
+            ref = Path(video).parent.as_posix().replace("/public/", "/ref/")
+            fov = Path(video).stem.rsplit("_", 1)[1]
+            true = pd.read_csv(f"{ref}/trajs_fov_{fov}.csv")
+            truth = pd.DataFrame({"traj_idx": true["traj_idx"], "frame": true["frame"], "x": true["col"],
+                                  "y": true["row"]})
+            vips = np.loadtxt(f"{ref}/vip_idx_fov_{fov}.txt", ndmin=1).astype(int)
+            with tempfile.TemporaryDirectory() as tmp:
+                shard = st.read_shard(tr.track_video(video, Path(tmp) / "v.h5"))
+            rmse, recall = tr.localisation_rmse(shard.trajectories.to_dataframe(), truth)
+            fraction, cover = tr.vip_recovery(shard.trajectories, truth, vips)
+            coverages += list(cover.values())
+            errors.append(rmse)
+            print(f"{video}: RMSE {rmse:.3f} px, positions found {recall:.3f}, VIPs recovered {fraction:.2f} "
+                  f"({shard.attrs['n_frames']} frames)")
+    print(f"AnDi: {len(errors)} FOVs, RMSE mean {np.mean(errors):.3f} px (max {np.max(errors):.3f}); "
+          f"VIPs recovered {np.mean(np.array(coverages) >= 0.9):.3f} of {len(coverages)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=4)
@@ -77,6 +110,7 @@ def main() -> None:
     parser.add_argument("--skip-big", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--tmp", default="/tmp")
+    parser.add_argument("--andi", nargs="*", default=[], metavar="DIR", help="AnDi-2 datasets to score tracking on")
     args = parser.parse_args()
     print(f"CPUs available: {len(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.1f}")
     tmp = Path(tempfile.mkdtemp(prefix="bench_tracking_", dir=args.tmp))
@@ -85,6 +119,8 @@ def main() -> None:
             throughput(tmp, args.videos, args.frames, args.size, args.particles)
         if not args.skip_big:
             peak_memory(tmp, args.big_gb)
+        if args.andi:
+            andi_accuracy(args.andi)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
