@@ -437,15 +437,17 @@ def shard_name(video: os.PathLike | str) -> str:
     return f"{readable}-{digest}{st.SHARD_SUFFIX}"
 
 
-def _track_task(item: tuple[str, str], options: TrackOptions) -> str:
-    """Dask task: track one video; any failure comes back as a picklable TrackError."""
+def _track_task(item: tuple[str, str], options: TrackOptions) -> str | TrackError:
+    """Dask task: track one video. A failure is returned (not raised) as a picklable
+    TrackError, so an expected bad input does not fill the worker logs with tracebacks."""
     video, shard = item
     try:
         return str(track_video(video, shard, options))
     except (VideoError, st.StoreError) as exc:
-        raise TrackError(video, exc.problem) from None
+        return TrackError(video, exc.problem)
     except Exception as exc:  # noqa: BLE001 - one bad video must not stop the others
-        raise TrackError(video, f"{type(exc).__name__}: {exc}") from None
+        log.exception("%s: unexpected error while tracking", video)
+        return TrackError(video, f"{type(exc).__name__}: {exc}")
 
 
 def track_videos(inputs: list[str], store_dir: os.PathLike | str, options: TrackOptions = TrackOptions(),
@@ -478,8 +480,9 @@ def track_videos(inputs: list[str], store_dir: os.PathLike | str, options: Track
         with dask_client(n_workers, scheduler_file) as client:
             for (video, _), result in map_as_completed(client, _track_task, todo, desc="track", progress=progress,
                                                        options=options):
-                if isinstance(result, BaseException):
-                    failed[video] = result.problem if isinstance(result, TrackError) else str(result)
+                if isinstance(result, BaseException):  # TrackError returned, or a lost worker
+                    failed[video] = result.problem if isinstance(result, TrackError) else \
+                        f"{type(result).__name__}: {result}"
                     log.error("%s: %s", video, failed[video])
                 else:
                     written.append(Path(result))
