@@ -483,7 +483,7 @@ def track_videos(inputs: list[str], store_dir: os.PathLike | str, options: Track
                 if isinstance(result, BaseException):  # TrackError returned, or a lost worker
                     failed[video] = result.problem if isinstance(result, TrackError) else \
                         f"{type(result).__name__}: {result}"
-                    log.error("%s: %s", video, failed[video])
+                    log.info("%s: failed: %s", video, failed[video])  # the summary names it
                 else:
                     written.append(Path(result))
     st.write_index(store_dir, STORE_KIND, attrs=st.provenance(
