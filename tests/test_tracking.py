@@ -277,3 +277,13 @@ def test_andi_videos_localisation_and_vip_recovery(tmp_path):
         assert recall > 0.9
     assert max(errors) <= 0.5
     assert np.mean(recovered) >= 0.8, recovered
+
+
+def test_vips_sharing_one_spot_get_the_trajectory_that_splits_off():
+    # VIPs 0 and 1 start 2 px apart, seen as one spot (particle 5) until particle 6 splits off.
+    tracks = pd.DataFrame({"particle": [5] * 6 + [6] * 2 + [9] * 6, "frame": list(range(6)) + [4, 5] + list(range(6)),
+                           "x": [10.0] * 6 + [15.5, 16.0] + [40.0] * 6, "y": [10.0] * 14})
+    marks = {0: (10.2, 10.0), 1: (12.1, 10.0), 2: (40.0, 10.0), 3: (70.0, 70.0)}
+    tagged, untagged = tr.tag_vips(tracks, marks, max_distance=3.0, late_distance=3.0)
+    assert tagged == {0: 5, 1: 6, 2: 9} and untagged == [3]
+    assert tr.tag_vips(tracks, marks, max_distance=3.0)[0] == {0: 5, 2: 9}  # no late pass without a range
