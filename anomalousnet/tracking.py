@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import re
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -348,6 +349,7 @@ def track_video(path: os.PathLike | str, shard_path: os.PathLike | str, options:
 
     tp.quiet()
     path = Path(path)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     with Video(path, andi_vip=options.andi_vip) as video:
         estimated = []
         sample_idx = video.sample_indices(12)
@@ -391,7 +393,9 @@ def track_video(path: os.PathLike | str, shard_path: os.PathLike | str, options:
                           pixel_size_um=options.pixel_size_um, frame_interval_s=options.frame_interval_s)
     attrs.update({**{f"track_{k}": v for k, v in used.items()}, "track_estimated": json.dumps(estimated),
                   "n_frames": int(n_frames), "andi_vip_labels": bool(has_labels),
-                  "vip_marks": json.dumps(sorted(marks)), "vip_untagged": json.dumps(untagged)})
+                  "vip_marks": json.dumps(sorted(marks)), "vip_untagged": json.dumps(untagged),
+                  # Elapsed and CPU time of this video (CPU < elapsed: the core was shared).
+                  "track_seconds": time.perf_counter() - wall0, "track_cpu_seconds": time.process_time() - cpu0})
     if traj.n_tracks == 0:
         log.warning("%s: no trajectories found (minmass %.4g too high, or no particles?)", path, minmass)
     return st.write_shard(shard_path, traj, kind=STORE_KIND, attrs=attrs)
