@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 TARGET_CHOICES = ("alpha", "K", "state", "all")
+CLASS_WEIGHTS = ("none", "balanced", "sqrt")
 
 
 class TrainingError(ValueError):
@@ -62,8 +63,10 @@ class TrainConfig:
     max_windows: cap on training windows read per rank (None: all).
     seed: seeds the split, crops, rotations and initial weights.
     mixed_precision: float16 compute on GPUs ("auto": when a GPU is present).
-    class_weights: state head only: "none" (the paper's plain cross-entropy) or "balanced"
-        (each state weighted by total / (4 x its frames), clipped to [0.1, 10]).
+    class_weights: state head only: "none" (the paper's plain cross-entropy), "balanced"
+        (each state weighted by total / (4 x its frames), clipped to [0.1, 10]) or "sqrt"
+        (the square root of those: rare states count more, the common free state keeps more
+        of its recall).
     """
 
     target: str = "alpha"
@@ -83,8 +86,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.target not in ("alpha", "K", "state"):
             raise TrainingError(f"target {self.target!r}: choose alpha, K or state")
-        if self.class_weights not in ("none", "balanced"):
-            raise TrainingError(f"class weights {self.class_weights!r}: choose none or balanced")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise TrainingError(f"class weights {self.class_weights!r}: choose one of {CLASS_WEIGHTS}")
         if self.epochs < 1 or self.batch_size < 1 or not 0 < self.val_fraction < 1:
             raise TrainingError(f"invalid epochs/batch size/validation fraction in {self}")
 
@@ -294,12 +297,12 @@ def make_optimizer(learning_rate: float, ranks: Ranks, mixed: bool = False):
     return keras.optimizers.LossScaleOptimizer(optimizer) if mixed else optimizer
 
 
-def state_class_weights(train: ft.TrainingWindows, ranks: Ranks) -> np.ndarray:
-    """Balanced weights of the four states from the frames of all ranks' training windows."""
+def state_class_weights(train: ft.TrainingWindows, ranks: Ranks, kind: str = "balanced") -> np.ndarray:
+    """Weights of the four states from the frames of all ranks' training windows ("balanced" or "sqrt")."""
     valid = np.arange(train.state.shape[1])[None, :] < train.length[:, None]
     counts = ranks.allreduce(np.bincount(train.state[valid].astype(np.int64), minlength=4)[:4], "sum")
-    weights = counts.sum() / (4 * np.maximum(counts, 1))
-    return np.clip(weights, 0.1, 10.0).astype(np.float32)
+    weights = np.clip(counts.sum() / (4 * np.maximum(counts, 1)), 0.1, 10.0)
+    return (np.sqrt(weights) if kind == "sqrt" else weights).astype(np.float32)
 
 
 def make_train_step(net, optimizer, target: str, ranks: Ranks, mixed: bool = False, class_weights=None):
@@ -369,8 +372,8 @@ def train_head(shards: list[Path], out: Path, config: TrainConfig, ranks: Ranks,
 
     target = config.target
     weights = None
-    if target == "state" and config.class_weights == "balanced":
-        weights = state_class_weights(train, ranks)
+    if target == "state" and config.class_weights != "none":
+        weights = state_class_weights(train, ranks, config.class_weights)
         log.warning("state: class weights %s (immobile, confined, free, directed)", np.round(weights, 3).tolist())
     train_step = make_train_step(net, optimizer, target, ranks, mixed, weights)
 
@@ -390,7 +393,7 @@ def train_head(shards: list[Path], out: Path, config: TrainConfig, ranks: Ranks,
 
     def val_loss(fig: dict) -> float:
         if target == "state":  # balanced weights aim at every state's recall, so judge by their mean
-            key = "state_balanced_accuracy" if config.class_weights == "balanced" else "state_accuracy"
+            key = "state_accuracy" if config.class_weights == "none" else "state_balanced_accuracy"
             return None if fig.get(key) is None else 1 - fig[key]
         return {"alpha": fig.get("alpha_mae"), "K": fig.get("K_norm_msle")}[target]
 

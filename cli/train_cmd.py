@@ -28,8 +28,9 @@ import click
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--mixed-precision", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="float16 compute (auto: on GPUs).")
-@click.option("--class-weights", type=click.Choice(["none", "balanced"]), default="none", show_default=True,
-              help="State head: weight rare states up (balanced) or the paper's plain cross-entropy (none).")
+@click.option("--class-weights", type=click.Choice(["none", "balanced", "sqrt"]), default="none", show_default=True,
+              help="State head: weight rare states up (balanced: by inverse frequency; sqrt: its square root) "
+                   "or the paper's plain cross-entropy (none).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Model bundle directory to write.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out (epoch and optimizer).")
 @click.option("--evaluate-on", multiple=True, metavar="PATTERN",
