@@ -29,7 +29,8 @@ def dask_client(workers: int | None = None, scheduler_file: str | None = None) -
             yield client
         return
     n = workers or len(os.sched_getaffinity(0))
-    with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+    with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                  silence_logs=logging.ERROR,
                                   env={"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
                                        "TF_NUM_INTEROP_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                                        "MKL_NUM_THREADS": "1"}) as cluster, \

@@ -62,6 +62,9 @@ class StoreError(ValueError):
         self.problem = problem
         super().__init__(f"{path}: {problem}")
 
+    def __reduce__(self):  # picklable, so it crosses from Dask workers intact
+        return type(self), (self.path, self.problem)
+
 
 @dataclasses.dataclass(frozen=True)
 class Trajectories:

@@ -145,3 +145,10 @@ def test_resume_keeps_whole_shards_and_moves_damaged_ones_aside(tmp_path):
     assert st.needs_writing(tmp_path / "c.h5") is True
     assert (tmp_path / "c.h5.corrupt").read_bytes().endswith(b"truncated")  # kept, not deleted
     assert not (tmp_path / "c.h5").exists()
+
+
+def test_store_error_survives_pickling_across_processes():
+    import pickle
+
+    err = pickle.loads(pickle.dumps(st.StoreError("/data/a.h5", "schema version 2")))
+    assert (err.path, err.problem, str(err)) == ("/data/a.h5", "schema version 2", "/data/a.h5: schema version 2")
