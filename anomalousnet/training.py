@@ -471,12 +471,12 @@ def train(data: list[str] | str, out: os.PathLike | str, config: TrainConfig, ta
     finished bundle's per-frame figures there (:func:`evaluate`) and records them in
     model.json under ``evaluation``. Only rank 0 writes. Returns the bundle directory.
     """
+    shards = resolve_shards(data)  # bad paths fail here, before Keras, TensorFlow and Horovod start
     from anomalousnet import inference
     from anomalousnet import model as mdl
 
     out = Path(out)
     ranks = ranks or init_ranks()
-    shards = resolve_shards(data)
     targets = targets or (config.target,)
     meta = {}
     if (out / inference.META_NAME).is_file():
