@@ -47,12 +47,12 @@ N_STATES = 4
 # How the defaults below were chosen (re-run: benchmarks/bench_infer.py --tune --n 400).
 TUNING = ("grid of window width (6, 10, 20) x penalty (2 ... 128) on 400 trajectories simulated with "
           "anomalousnet.simulate.simulate_tracks(seed=11) (389 change points), predicted by the default model "
-          "(1cb6e41c3bb1); criterion: the official AnDi-2 change-point Jaccard index (andi_datasets "
+          "(a6ac431e1346); criterion: the official AnDi-2 change-point Jaccard index (andi_datasets "
           "ensemble_changepoint_error, threshold 10 frames; a trajectory without change points predicted without "
           "any counts as a hit) minus the per-frame alpha MAE of the segment values. Broad optimum: Jaccard "
-          "0.48-0.50 for penalty 16-48 (0.41 at 8, 0.27-0.30 at 2), alpha MAE 0.197-0.202; width barely matters. "
-          "Chosen: penalty 24 (Jaccard 0.494, within 0.003 of the best, 32, and with more change points found: "
-          "112 vs 85), width 10.")
+          "0.49-0.51 for penalty 16-48 (0.43 at 8, 0.24-0.30 at 2), alpha MAE 0.194-0.204; width barely matters. "
+          "Chosen: penalty 24 (Jaccard 0.507, within 0.006 of the best, 32, and with more change points found: "
+          "120 vs 93), width 10.")
 
 
 @dataclasses.dataclass(frozen=True)
