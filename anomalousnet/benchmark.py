@@ -159,6 +159,9 @@ def run_benchmark(out_dir: os.PathLike | str, options: BenchmarkOptions = Benchm
         startup[name] = time.perf_counter() - t0
     result = {"options": dataclasses.asdict(options), "datasets": {k: str(v) for k, v in roots.items()},
               "unavailable": unavailable, "runs": {}, "throughput": {}, "startup_seconds": startup}
+    if "model" in methods:  # which bundle was measured: a bundle can change between runs
+        bundle = methods["model"].bundle
+        result["model"] = {"spec": options.model, "path": str(bundle.path), "sha256": bundle.sha256}
     for dataset, root in roots.items():
         tracks = [2] + ([1] if (root / "public" / "track_1").is_dir() else [])
         frames = _frames(root / "public", [2])
@@ -301,6 +304,8 @@ def format_report(result: dict) -> str:
     recall, modality gap, throughput, change-point sensitivity map, goals."""
     names = andi.SINGLE_METRICS + andi.ENSEMBLE_METRICS
     lines = []
+    if result.get("model"):
+        lines.append(f"model bundle {result['model']['path']} (sha256 {result['model']['sha256'][:12]})")
     head = f"{'dataset':<9} {'trk':>3} {'method':<10} " + " ".join(f"{andi.HEADERS[n]:>9}" for n in names) + \
         f" {'directed':>9} {'fallback':>8}"
     lines += ["== official metrics (overall) ==", head, "-" * len(head)]
