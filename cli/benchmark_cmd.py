@@ -7,7 +7,7 @@ import click
 @click.command()
 @click.option("--quick", is_flag=True, help="Trajectories only (no videos), one FOV per experiment.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every simulated dataset.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="benchmark-out", show_default=True,
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="build/benchmark", show_default=True,
               help="Folder for datasets (reused when present), submissions and benchmark.json.")
 @click.option("--fovs", type=int, default=None, help="FOVs per experiment (default 1 quick, 2 full).")
 @click.option("--model", "model_spec", default="default", show_default=True, help="Model bundle to benchmark.")
