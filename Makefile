@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 HOROVOD_ENV := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
 	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1
 
-.PHONY: env system test clean demo default-model horovod
+.PHONY: env system test clean demo default-model horovod benchmark benchmark-quick
 
 env: $(VENV)/.installed
 
@@ -66,6 +66,13 @@ default-model: $(VENV)/.installed
 	mkdir -p anomalousnet/models/default
 	cp $(MODEL_DIR)/bundle/model.json $(MODEL_DIR)/bundle/alpha.weights.h5 \
 	  $(MODEL_DIR)/bundle/K.weights.h5 $(MODEL_DIR)/bundle/state.weights.h5 anomalousnet/models/default/
+
+# Accuracy benchmark on seeded AnDi-2 data (model vs classical vs naive, official scorer): andi helper.
+BENCH_SEED ?= 0
+benchmark-quick: $(VENV)/.installed
+	$(ANB) benchmark --quick --seed $(BENCH_SEED) --out build/benchmark-quick
+benchmark: $(VENV)/.installed
+	$(ANB) benchmark --seed $(BENCH_SEED) --out build/benchmark
 
 clean:
 	rm -rf $(VENV) build *.egg-info
