@@ -5,6 +5,8 @@ import sys
 
 import click
 
+from anomalousnet.tracking import TrackOptions
+
 
 class ManyValues(click.Option):
     """An option that takes every following argument up to the next option:
@@ -79,7 +81,7 @@ def units_options(func):
 @click.option("--diameter", type=int, help="Tracking (videos): spot diameter, odd px [estimated].")
 @click.option("--minmass", type=float, help="Tracking (videos): minimum spot brightness [estimated].")
 @click.option("--search-range", type=float, help="Tracking (videos): largest step linked, px [estimated].")
-@click.option("--memory", type=click.IntRange(min=0), default=3, show_default=True,
+@click.option("--memory", type=click.IntRange(min=0), default=TrackOptions.memory, show_default=True,
               help="Tracking (videos): frames a particle may vanish and still be linked.")
 @click.option("--min-length", type=click.IntRange(min=1), default=1, show_default=True,
               help="Tracking (videos): drop trajectories shorter than this, frames.")
@@ -104,8 +106,6 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
     from anomalousnet.inference import BundleError
 
     try:
-        from anomalousnet.tracking import TrackOptions
-
         nan = float("nan")
         track = TrackOptions(diameter=diameter, minmass=minmass, search_range=search_range, memory=memory,
                              min_length=min_length, pixel_size_um=pixel_size or nan,
