@@ -299,6 +299,16 @@ def goal_status(result: dict) -> list[dict]:
     return rows
 
 
+def _scored_runs(result: dict):
+    """(dataset, track, method, run) for every method run scored on a track, in table order."""
+    for dataset, runs in result["runs"].items():
+        for track in (2, 1):
+            for method in METHOD_ORDER:
+                run = runs.get(method)
+                if run and str(track) in run["score"]["tracks"]:
+                    yield dataset, track, method, run
+
+
 def format_report(result: dict) -> str:
     """The benchmark as plain text: metrics per method and track, per experiment, per-state
     recall, modality gap, throughput, change-point sensitivity map, goals."""
@@ -309,31 +319,21 @@ def format_report(result: dict) -> str:
     head = f"{'dataset':<9} {'trk':>3} {'method':<10} " + " ".join(f"{andi.HEADERS[n]:>9}" for n in names) + \
         f" {'directed':>9} {'fallback':>8}"
     lines += ["== official metrics (overall) ==", head, "-" * len(head)]
-    for dataset, runs in result["runs"].items():
-        for track in (2, 1):
-            for method in METHOD_ORDER:
-                run = runs.get(method)
-                if not run or str(track) not in run["score"]["tracks"]:
-                    continue
-                t = run["score"]["tracks"][str(track)]
-                cells = " ".join(f"{andi._cell(t['overall'].get(n)):>9}" for n in names)
-                lines.append(f"{dataset:<9} {track:>3} {method:<10} {cells} "
-                             f"{andi._cell(t['state_recall']['directed']['recall']):>9} "
-                             f"{run['fallback'].get(str(track), run['fallback'].get(track, 0)):>8}")
-                if "vip_ground_truth" in run and track == 1:
-                    g = run["vip_ground_truth"]["tracks"]["1"]["overall"]
-                    cells = " ".join(f"{andi._cell(g.get(n)):>9}" for n in names)
-                    lines.append(f"{'':<9} {'1gt':>3} {method:<10} {cells}   (VIPs from ground-truth trajectories)")
+    for dataset, track, method, run in _scored_runs(result):
+        t = run["score"]["tracks"][str(track)]
+        cells = " ".join(f"{andi._cell(t['overall'].get(n)):>9}" for n in names)
+        lines.append(f"{dataset:<9} {track:>3} {method:<10} {cells} "
+                     f"{andi._cell(t['state_recall']['directed']['recall']):>9} "
+                     f"{run['fallback'].get(str(track), run['fallback'].get(track, 0)):>8}")
+        if "vip_ground_truth" in run and track == 1:
+            g = run["vip_ground_truth"]["tracks"]["1"]["overall"]
+            cells = " ".join(f"{andi._cell(g.get(n)):>9}" for n in names)
+            lines.append(f"{'':<9} {'1gt':>3} {method:<10} {cells}   (VIPs from ground-truth trajectories)")
     lines += ["", "== per experiment =="]
-    for dataset, runs in result["runs"].items():
-        for track in (2, 1):
-            for method in METHOD_ORDER:
-                run = runs.get(method)
-                if not run or str(track) not in run["score"]["tracks"]:
-                    continue
-                for e in run["score"]["tracks"][str(track)]["experiments"]:
-                    cells = " ".join(f"{andi._cell(e.get(n)):>9}" for n in names)
-                    lines.append(f"{dataset:<9} {track:>3} {method:<10} exp {e['exp']} {e['model']:<15.15} {cells}")
+    for dataset, track, method, run in _scored_runs(result):
+        for e in run["score"]["tracks"][str(track)]["experiments"]:
+            cells = " ".join(f"{andi._cell(e.get(n)):>9}" for n in names)
+            lines.append(f"{dataset:<9} {track:>3} {method:<10} exp {e['exp']} {e['model']:<15.15} {cells}")
     lines += ["", "== per-state frame recall (track 2) =="]
     for dataset, runs in result["runs"].items():
         for method in METHOD_ORDER:
