@@ -129,14 +129,19 @@ def make_windows(x: np.ndarray, y: np.ndarray, offsets: np.ndarray, tracks: np.n
     t = np.arange(L)
     valid = t[None, :] < lengths[:, None]
     idx = (offsets[track_of] + start_of)[:, None] + np.where(valid, t[None, :], 0)
-    px, py = x[idx], y[idx]
-    disp = np.zeros((n_win, L, 2))
-    disp[:, 1:, 0] = np.diff(px, axis=1)
-    disp[:, 1:, 1] = np.diff(py, axis=1)
-    disp *= valid[..., None]
+    disp = masked_displacements(x[idx], y[idx], valid)
     valid = valid.astype(np.float64)
     inputs, scale = network_input(disp, valid)
     return Windows(inputs, valid.astype(np.float32), scale, track_of, start_of)
+
+
+def masked_displacements(px: np.ndarray, py: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Frame-to-frame displacements (n, L, 2) of windowed positions (n, L); the first frame
+    and padding frames (``valid`` False) get zero."""
+    disp = np.zeros(px.shape + (2,))
+    disp[:, 1:, 0] = np.diff(px, axis=1)
+    disp[:, 1:, 1] = np.diff(py, axis=1)
+    return disp * valid[..., None]
 
 
 def edge_weights(config: FeatureConfig) -> np.ndarray:
@@ -273,10 +278,7 @@ def training_batch(windows: TrainingWindows, rng: np.random.Generator | None, co
     px, py = windows.x[rows, idx], windows.y[rows, idx]
     c, s = np.cos(angle)[:, None], np.sin(angle)[:, None]
     px, py = c * px - s * py, s * px + c * py
-    disp = np.zeros((B, L, 2))
-    disp[:, 1:, 0] = np.diff(px, axis=1)
-    disp[:, 1:, 1] = np.diff(py, axis=1)
-    disp *= valid[..., None]
+    disp = masked_displacements(px, py, valid)
     validf = valid.astype(np.float64)
     inputs, scale = network_input(disp, validf)
     K_norm = windows.K[rows, idx] / (scale[:, None] ** 2)
