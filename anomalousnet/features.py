@@ -124,7 +124,6 @@ def make_windows(x: np.ndarray, y: np.ndarray, offsets: np.ndarray, tracks: np.n
         start_of.append(s)
     track_of = np.concatenate(track_of) if track_of else np.zeros(0, np.int64)
     start_of = np.concatenate(start_of) if start_of else np.zeros(0, np.int64)
-    n_win = len(track_of)
     lengths = np.minimum(offsets[track_of + 1] - offsets[track_of] - start_of, L)
     t = np.arange(L)
     valid = t[None, :] < lengths[:, None]
