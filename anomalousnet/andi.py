@@ -973,7 +973,7 @@ def model_method(spec: str = "default", options=None, batch_size: int = 1024):
     only gives its documented fallback (too short) get no label here, so the submission
     writer counts them as fallbacks."""
     from anomalousnet.changepoints import SegmentOptions, segment_trajectories
-    from anomalousnet.inference import load_bundle, predict
+    from anomalousnet.inference import STATE_PROB_COLUMNS, load_bundle, predict
 
     bundle = load_bundle(spec)
     options = options or SegmentOptions()
@@ -981,7 +981,7 @@ def model_method(spec: str = "default", options=None, batch_size: int = 1024):
     def method(traj: st.Trajectories) -> list[TrajectoryLabel]:
         pred = predict(bundle, traj, batch_size=batch_size)
         points = dict(traj.points)
-        points.update({k: pred[k] for k in ("pred_alpha", "pred_K", "pred_state")})
+        points.update({k: pred[k] for k in ("pred_alpha", "pred_K", "pred_state", *STATE_PROB_COLUMNS)})
         labels = labels_from_segments(segment_trajectories(st.Trajectories(traj.offsets, points, traj.tracks),
                                                            options))
         fallback = np.asarray(pred.get("fallback", np.zeros(traj.n_tracks, bool)), bool)

@@ -20,6 +20,7 @@ import numpy as np
 
 from anomalousnet import store as st
 from anomalousnet.andi import TrajectoryLabel
+from anomalousnet.msd import log_steps, msd_fit
 
 FREE = 2
 
@@ -55,10 +56,8 @@ class ClassicalOptions:
 
 
 def step_signal(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """log of squared frame-to-frame displacements (length n-1): a change of K or alpha
-    shifts its mean, and its variance is the same for every K (pi^2/6 for 2D Gaussian steps)."""
-    d2 = np.diff(x) ** 2 + np.diff(y) ** 2
-    return np.log(d2 + 1e-12)
+    """The change-point signal: log squared steps (:func:`anomalousnet.msd.log_steps`)."""
+    return log_steps(x, y)
 
 
 def detect_changepoints(signal: np.ndarray, penalty: float, min_size: int) -> list[int]:
@@ -75,26 +74,6 @@ def detect_changepoints(signal: np.ndarray, penalty: float, min_size: int) -> li
     algo = rpt.KernelCPD(kernel="linear", min_size=min_size).fit(signal.reshape(-1, 1))
     bkps = algo.predict(pen=penalty * max(var, 1e-12) * np.log(n))
     return [int(b) for b in bkps[:-1]]
-
-
-def msd_fit(x: np.ndarray, y: np.ndarray, max_lag: int = 10, noise: float = 0.12) -> tuple[float, float]:
-    """(alpha, K) from a time-averaged MSD fit of one segment: least squares of
-    log(MSD - 4 sigma^2) against log(lag) over lags 1..min(max_lag, n//4). Segments too
-    short for two lags get alpha 1 and K from the first lag. alpha is clipped to [0, 2]."""
-    n = len(x)
-    if n < 2:
-        return 1.0, 1.0
-    lags = np.arange(1, max(2, min(max_lag, n // 4)) + 1)
-    lags = lags[lags < n]
-    msd = np.array([np.mean((x[l:] - x[:-l]) ** 2 + (y[l:] - y[:-l]) ** 2) for l in lags])
-    signal = np.maximum(msd - 4 * noise ** 2, 1e-3 * msd)
-    if len(lags) < 2:
-        return 1.0, float(signal[0] / 4)
-    slope, intercept = np.polyfit(np.log(lags), np.log(signal), 1)
-    alpha = float(np.clip(slope, 0.0, 2.0))
-    # refit K with alpha fixed, so the clip does not bias K
-    K = float(np.exp(np.mean(np.log(signal) - alpha * np.log(lags))) / 4)
-    return alpha, K
 
 
 def classify_state(alpha: float, K: float, options: ClassicalOptions) -> int:

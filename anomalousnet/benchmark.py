@@ -222,7 +222,7 @@ def changepoint_sensitivity(root: Path, bundle, options: BenchmarkOptions) -> di
     detector's penalty x window width, on the track-2 experiments whose trajectories have
     change points (all but single_state). Predictions are computed once per FOV."""
     from anomalousnet.changepoints import SegmentOptions, segment_trajectories
-    from anomalousnet.inference import predict
+    from anomalousnet.inference import STATE_PROB_COLUMNS, predict
 
     ref = root / "ref"
     cases = []  # (trajectories with predictions, reference labels by idx)
@@ -235,7 +235,7 @@ def changepoint_sensitivity(root: Path, bundle, options: BenchmarkOptions) -> di
             traj = andi.read_andi_csv(fov.trajs)
             pred = predict(bundle, traj)
             points = dict(traj.points)
-            points.update({k: pred[k] for k in ("pred_alpha", "pred_K", "pred_state")})
+            points.update({k: pred[k] for k in ("pred_alpha", "pred_K", "pred_state", *STATE_PROB_COLUMNS)})
             labels, _ = andi.read_labels(exp_dir / f"traj_labs_fov_{fov.fov}.txt")
             cases.append((st.Trajectories(traj.offsets, points, traj.tracks), {l.idx: l for l in labels}))
     default = SegmentOptions()

@@ -39,6 +39,8 @@ from ruptures.base import BaseCost
 from scipy.ndimage import median_filter
 from scipy.signal import argrelmax
 
+from anomalousnet.inference import STATE_PROB_COLUMNS
+from anomalousnet.msd import ANDI_NOISE, log_steps, msd_fit
 from anomalousnet.store import Trajectories
 
 SEGMENT_COLUMNS = ("particle", "start", "end", "alpha", "K", "state")
@@ -65,6 +67,17 @@ class SegmentOptions:
     min_dwell: shortest state run / segment, in frames (3 in the paper).
     weights: multipliers of the alpha, log10 K and state columns of the signal.
     k_floor: K values below it (immobile particles) count as k_floor in log10 K.
+    step_weight: multiplier of the signal's log10 squared-step column (when positions are
+        given; 0: off). The networks smooth over a few frames; the raw steps place a change
+        of K to the frame.
+    refine: refine the networks' segment values by an MSD fit of the segment's positions
+        (when given and the segment has at least ``min_fit_frames`` frames): K from the fit,
+        alpha a blend ``w * fit + (1 - w) * network`` with ``w = n / (n + alpha_fit_frames)``
+        for a segment of n frames (the fit's error falls with n, the network's does not).
+    noise: localisation noise sigma (px) the MSD fits subtract (the AnDi-2 default 0.12).
+    state_prior: per state (immobile, confined, free, directed), a multiplier of the mean
+        state probability of a segment before its argmax: the shipped network was trained
+        with balanced class weights, so it over-calls rare states where they are rare.
     """
 
     penalty: float = 24.0
@@ -72,6 +85,12 @@ class SegmentOptions:
     min_dwell: int = 3
     weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     k_floor: float = 1e-3
+    step_weight: float = 1.5
+    refine: bool = True
+    min_fit_frames: int = 8
+    alpha_fit_frames: float = 20.0
+    noise: float = ANDI_NOISE
+    state_prior: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
 
     def __post_init__(self):
         if not self.penalty > 0:
@@ -80,6 +99,11 @@ class SegmentOptions:
             raise ValueError(f"window width must be >= 2 frames, got {self.width}")
         if self.min_dwell < 1:
             raise ValueError(f"min_dwell must be >= 1 frame, got {self.min_dwell}")
+        if self.step_weight < 0 or self.alpha_fit_frames < 0 or self.noise < 0:
+            raise ValueError(f"step_weight, alpha_fit_frames and noise must be >= 0, got {self.step_weight}, "
+                             f"{self.alpha_fit_frames}, {self.noise}")
+        if len(self.state_prior) != N_STATES or not all(p > 0 for p in self.state_prior):
+            raise ValueError(f"state_prior needs {N_STATES} positive values, got {self.state_prior}")
 
 
 class CostL2Cumsum(BaseCost):
@@ -183,23 +207,37 @@ def smooth(alpha: np.ndarray, K: np.ndarray, state: np.ndarray, options: Segment
 
 
 def detector_signal(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
-                    options: SegmentOptions = SegmentOptions()) -> np.ndarray:
-    """The (n_frames, 2 + N_STATES) signal the detector runs on (smoothed and weighted)."""
+                    options: SegmentOptions = SegmentOptions(), probs: np.ndarray | None = None,
+                    x: np.ndarray | None = None, y: np.ndarray | None = None) -> np.ndarray:
+    """The (n_frames, 2 + N_STATES [+ 1]) signal the detector runs on (smoothed and weighted).
+
+    State columns: the state probabilities ``probs`` (n, N_STATES) when given (a change of
+    confidence is visible before the argmax flips), else the smoothed state's one-hot. With
+    positions ``x``, ``y`` and ``step_weight > 0``, a last column of log10 squared steps.
+    """
     a, logk, s = smooth(alpha, K, state, options)
     wa, wk, ws = options.weights
-    onehot = np.zeros((len(s), N_STATES))
-    onehot[np.arange(len(s)), np.clip(s, 0, N_STATES - 1)] = ws / np.sqrt(2.0)
-    return np.column_stack([wa * a, wk * logk, onehot])
+    if probs is not None:
+        states = ws / np.sqrt(2.0) * np.asarray(probs, dtype=np.float64)
+    else:
+        states = np.zeros((len(s), N_STATES))
+        states[np.arange(len(s)), np.clip(s, 0, N_STATES - 1)] = ws / np.sqrt(2.0)
+    columns = [wa * a, wk * logk, states]
+    if x is not None and y is not None and options.step_weight > 0 and len(a) > 1:
+        steps = log_steps(np.asarray(x, np.float64), np.asarray(y, np.float64)) / np.log(10.0)
+        columns.append(options.step_weight * np.r_[steps[0], steps])  # step i-1 -> i belongs to frame i
+    return np.column_stack(columns)
 
 
 def change_points(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
-                  options: SegmentOptions = SegmentOptions()) -> np.ndarray:
+                  options: SegmentOptions = SegmentOptions(), probs: np.ndarray | None = None,
+                  x: np.ndarray | None = None, y: np.ndarray | None = None) -> np.ndarray:
     """Change points of one track: sorted frame indices c (0 < c < n), the first frame of
     each new segment, at least ``min_dwell`` frames from each other and from the ends."""
     n = len(alpha)
     if n < 2 * options.min_dwell:
         return np.zeros(0, dtype=np.int64)
-    signal = detector_signal(alpha, K, state, options)
+    signal = detector_signal(alpha, K, state, options, probs, x, y)
     half = max(options.width // 2, 1)
     padded = np.pad(signal, ((half, half), (0, 0)), mode="edge")
     detector = WindowL2(width=2 * half, min_size=options.min_dwell, jump=1).fit(padded)
@@ -247,27 +285,42 @@ def _mode(values: np.ndarray) -> int:
 
 
 def segment_track(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
-                  options: SegmentOptions = SegmentOptions()) -> dict[str, np.ndarray]:
-    """One track's per-frame predictions -> its segments.
+                  options: SegmentOptions = SegmentOptions(), probs: np.ndarray | None = None,
+                  x: np.ndarray | None = None, y: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """One track's per-frame predictions (and optionally state probabilities ``probs``
+    (n, N_STATES) and positions ``x``, ``y``) -> its segments.
 
     Returns columns ``start``, ``end`` (int64, frame indices within the track, end
     exclusive; contiguous, first start 0, last end ``len(alpha)``), ``alpha`` (median of
-    the predictions in the segment), ``K`` (median), ``state`` (int8, most frequent
-    smoothed state). Works for any length >= 1. Raises ValueError for unequal lengths.
+    the predictions in the segment), ``K`` (median), ``state`` (int8: with ``probs`` the
+    argmax of their segment mean times ``state_prior``, else the most frequent smoothed
+    state). With positions, alpha and K are refined by MSD fits (``options.refine``). Works
+    for any length >= 1. Raises ValueError for unequal lengths.
     """
     alpha, K, state = np.asarray(alpha), np.asarray(K), np.asarray(state)
     n = len(alpha)
-    if not (len(K) == n == len(state)) or n == 0:
-        raise ValueError(f"alpha, K and state must have one equal length >= 1, got {len(alpha)}, {len(K)}, "
-                         f"{len(state)}")
-    cps = change_points(alpha, K, state, options)
+    if not (len(K) == n == len(state)) or n == 0 or (probs is not None and len(probs) != n) or \
+            (x is not None and (y is None or not len(x) == len(y) == n)):
+        raise ValueError(f"alpha, K, state (and probs, x, y when given) must have one equal length >= 1, got "
+                         f"{len(alpha)}, {len(K)}, {len(state)}")
+    cps = change_points(alpha, K, state, options, probs, x, y)
     bounds = np.r_[0, cps, n].astype(np.int64)
     smoothed_state = smooth_state(state, options.min_dwell)
+    prior = np.asarray(options.state_prior, dtype=np.float64)
+    fit = x is not None and options.refine
     seg_alpha, seg_k, seg_state = [], [], []
     for a, b in zip(bounds[:-1], bounds[1:]):
-        seg_alpha.append(np.median(alpha[a:b]))
-        seg_k.append(np.median(K[a:b]))
-        seg_state.append(_mode(smoothed_state[a:b]))
+        seg_a, seg_K = np.median(alpha[a:b]), np.median(K[a:b])
+        if fit and b - a >= options.min_fit_frames:
+            fit_a, seg_K = msd_fit(x[a:b], y[a:b], noise=options.noise)
+            w = (b - a) / (b - a + options.alpha_fit_frames)
+            seg_a = w * fit_a + (1 - w) * seg_a
+        seg_alpha.append(seg_a)
+        seg_k.append(seg_K)
+        if probs is not None:
+            seg_state.append(int(np.argmax(np.mean(probs[a:b], axis=0) * prior)))
+        else:
+            seg_state.append(_mode(smoothed_state[a:b]))
     return {"start": bounds[:-1], "end": bounds[1:], "alpha": np.array(seg_alpha, dtype=np.float32),
             "K": np.array(seg_k, dtype=np.float32), "state": np.array(seg_state, dtype=np.int8)}
 
@@ -275,10 +328,14 @@ def segment_track(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
 def _segment_block(block: Mapping[str, np.ndarray], options: SegmentOptions) -> dict[str, np.ndarray]:
     """Segments of the tracks in one block (CSR arrays); runs on a Dask worker."""
     offsets, particle = block["offsets"], block["particle"]
+    probs = block.get("probs")
+    x, y = block.get("x"), block.get("y")
     parts = []
     for i in range(len(offsets) - 1):
         a, b = offsets[i], offsets[i + 1]
-        seg = segment_track(block["pred_alpha"][a:b], block["pred_K"][a:b], block["pred_state"][a:b], options)
+        seg = segment_track(block["pred_alpha"][a:b], block["pred_K"][a:b], block["pred_state"][a:b], options,
+                            None if probs is None else probs[a:b],
+                            None if x is None else x[a:b], None if y is None else y[a:b])
         seg["particle"] = np.full(len(seg["start"]), particle[i], dtype=np.int64)
         parts.append(seg)
     return concat_segments(parts)
@@ -301,6 +358,11 @@ def _blocks(traj: Trajectories, tracks_per_block: int) -> list[dict[str, np.ndar
         last = min(first + tracks_per_block, traj.n_tracks)
         a, b = traj.offsets[first], traj.offsets[last]
         block = {name: np.asarray(traj.points[name][a:b]) for name in ("pred_alpha", "pred_K", "pred_state")}
+        if all(c in traj.points for c in STATE_PROB_COLUMNS):
+            block["probs"] = np.column_stack([np.asarray(traj.points[c][a:b]) for c in STATE_PROB_COLUMNS])
+        for name in ("x", "y"):
+            if name in traj.points:
+                block[name] = np.asarray(traj.points[name][a:b], np.float64)
         block["offsets"] = traj.offsets[first:last + 1] - a
         block["particle"] = np.asarray(traj.tracks["particle"][first:last])
         blocks.append(block)
@@ -311,6 +373,8 @@ def segment_trajectories(traj: Trajectories, options: SegmentOptions = SegmentOp
                          tracks_per_block: int = 500, progress: bool = False) -> dict[str, np.ndarray]:
     """Segments of every track of ``traj`` (which must hold ``pred_alpha``, ``pred_K``,
     ``pred_state``), as a table with columns :data:`SEGMENT_COLUMNS`, in track order.
+    The state probabilities (:data:`anomalousnet.inference.STATE_PROB_COLUMNS`) and the
+    positions ``x``, ``y`` are used when present (see :func:`segment_track`).
 
     With a ``distributed.Client``, blocks of ``tracks_per_block`` tracks run as Dask tasks;
     without one, in this process. Raises KeyError naming a missing prediction column.

@@ -33,6 +33,8 @@ BUNDLE_FORMAT = "anomalousnet-model"
 BUNDLE_VERSION = 1
 META_NAME = "model.json"
 DEFAULT_BUNDLE = Path(__file__).with_name("models") / "default"
+# Per-point probability of each state (the state head's softmax, averaged over windows).
+STATE_PROB_COLUMNS = tuple(f"pred_p_{name}" for name in ft.STATES)
 
 
 class BundleError(ValueError):
@@ -158,7 +160,8 @@ def predict(bundle: Bundle, traj, batch_size: int = 1024, targets: tuple[str, ..
 
     Returns a dict of arrays aligned with ``traj.points``: ``pred_alpha`` (float32),
     ``pred_K`` (float32, in the trajectory's length units squared per frame**alpha),
-    ``pred_state`` (int8: 0 immobile, 1 confined, 2 free, 3 directed), and per track
+    ``pred_state`` (int8: 0 immobile, 1 confined, 2 free, 3 directed), its probabilities
+    :data:`STATE_PROB_COLUMNS` (float32, one column per state), and per track
     ``fallback`` (bool): tracks shorter than the bundle's ``min_points`` do not go through
     the networks and get alpha 1, state 2 (free) and K from their mean squared step
     (:func:`anomalousnet.features.fallback_values`). Works for any track length >= 1.
@@ -183,6 +186,10 @@ def predict(bundle: Bundle, traj, batch_size: int = 1024, targets: tuple[str, ..
         if target == "state":
             values = np.full(n, 2, np.int8)
             values[covered] = np.argmax(sums[covered], axis=-1).astype(np.int8)
+            probs = np.zeros((n, len(STATE_PROB_COLUMNS)), np.float32)
+            probs[:, 2] = 1.0  # uncovered points (fallback tracks) are free
+            probs[covered] = sums[covered] / weights[covered, None]
+            out.update({c: probs[:, k].copy() for k, c in enumerate(STATE_PROB_COLUMNS)})
         else:
             values = np.zeros(n, np.float32)
             values[covered] = (sums[covered] / weights[covered]).astype(np.float32)

@@ -42,6 +42,7 @@ import numpy as np
 from anomalousnet import changepoints as cp
 from anomalousnet import ensemble as ens
 from anomalousnet import store as st
+from anomalousnet.inference import STATE_PROB_COLUMNS
 from anomalousnet.trajectory_io import TrajectoryFileError, read_andi_csv
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,8 @@ log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".tif", ".tiff")
 CSV_SUFFIXES = (".csv",)
 STATE_NAMES = ("immobile", "confined", "free", "directed")
-PRED_COLUMNS = ("pred_alpha", "pred_K", "pred_state")
+REQUIRED_PRED_COLUMNS = ("pred_alpha", "pred_K", "pred_state")
+PRED_COLUMNS = REQUIRED_PRED_COLUMNS + STATE_PROB_COLUMNS
 STORE_DIR, TRACKS_DIR, FIGURES_DIR, ENSEMBLE_DIR = "store", "tracks", "figures", "ensemble"
 
 # The interface for other stages (AnDi submissions): one track's predictions -> segments.
@@ -309,7 +311,7 @@ def process_source(source: Source, store_dir: Path, bundle, options: InferOption
     points = {**traj.points, **{c: preds[c] for c in PRED_COLUMNS}}
     tracks = {**traj.tracks, "fallback": np.asarray(preds["fallback"], dtype=bool)}
     units = {**st.DEFAULT_UNITS, "pred_alpha": "1", "pred_K": "px^2/frame^alpha", "pred_state": "0 immobile, "
-             "1 confined, 2 free, 3 directed"}
+             "1 confined, 2 free, 3 directed", **{c: "probability" for c in STATE_PROB_COLUMNS}}
     parameters = {"model": str(bundle.path), "model_sha256": bundle.sha256, "batch_size": options.batch_size,
                   "segment": dataclasses.asdict(options.segment)}
     attrs = st.provenance("infer", parameters, source_attrs.pop("source_path"), source_attrs.pop("source_sha256"),
@@ -449,7 +451,7 @@ def segment_store(store_dir: os.PathLike | str, options: cp.SegmentOptions = cp.
     with _client_context(opts) as client:
         for path in tqdm(paths, desc="segment", unit="fov", disable=not progress):
             shard = st.read_shard(path)
-            missing = [c for c in PRED_COLUMNS if c not in shard.trajectories.points]
+            missing = [c for c in REQUIRED_PRED_COLUMNS if c not in shard.trajectories.points]
             if missing:
                 raise st.StoreError(path, f"no predictions ({', '.join(missing)} missing): run `infer` first")
             segments = cp.segment_trajectories(shard.trajectories, options, client=client)

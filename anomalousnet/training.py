@@ -67,6 +67,8 @@ class TrainConfig:
         (each state weighted by total / (4 x its frames), clipped to [0.1, 10]) or "sqrt"
         (the square root of those: rare states count more, the common free state keeps more
         of its recall).
+    init: a model bundle ("default" or a path) whose head weights start training instead
+        of random ones (fine-tuning, e.g. to a lab's own conditions); same preset and input.
     """
 
     target: str = "alpha"
@@ -81,6 +83,7 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: str = "auto"
     class_weights: str = "none"
+    init: str | None = None
     features: ft.FeatureConfig = ft.FeatureConfig()
 
     def __post_init__(self):
@@ -365,6 +368,10 @@ def train_head(shards: list[Path], out: Path, config: TrainConfig, ranks: Ranks,
         if ranks.is_root:
             log.warning("%s: resuming after epoch %d (optimizer step %d)", config.target, state["epoch"],
                      int(optimizer.iterations.numpy()))
+    elif config.init:
+        init_from_bundle(net, config)
+        if ranks.is_root:
+            log.warning("%s: starting from the weights of %s", config.target, config.init)
     elif resume and ranks.is_root:
         log.warning("%s: no checkpoint in %s, starting from scratch", config.target, ckpt)
     ranks.broadcast(net.variables)
@@ -449,6 +456,24 @@ def train_head(shards: list[Path], out: Path, config: TrainConfig, ranks: Ranks,
                       state["history"], n_train, n_val, seen / busy if busy else float("nan"))
 
 
+def init_from_bundle(net, config: TrainConfig) -> None:
+    """Load the ``config.target`` head of bundle ``config.init`` into ``net`` (fine-tuning);
+    TrainingError unless that head exists with the same preset and input windows."""
+    from anomalousnet import inference
+
+    try:
+        bundle = inference.load_bundle(config.init)
+    except inference.BundleError as exc:
+        raise TrainingError(f"--init: {exc}") from None
+    head = bundle.meta["heads"].get(config.target)
+    if head is None or head.get("preset") != config.preset:
+        raise TrainingError(f"{bundle.path}: no {config.target!r} head of preset {config.preset!r} to start from")
+    if bundle.meta["input"]["features"] != config.features.to_json():
+        raise TrainingError(f"{bundle.path}: input {bundle.meta['input']['features']} differs from "
+                            f"{config.features.to_json()}")
+    net.load_weights(bundle.path / head["weights"])
+
+
 def _data_provenance(shards: list[Path]) -> dict:
     stores = sorted({str(p.parent) for p in shards})
     commands = {}
@@ -511,6 +536,7 @@ def train(data: list[str] | str, out: os.PathLike | str, config: TrainConfig, ta
                     "learning_rate": cfg.learning_rate * ranks.size,
                     "seed": cfg.seed,
                     "class_weights": cfg.class_weights if target == "state" else None,
+                    "initialised_from": _init_provenance(cfg.init),
                     "n_train_windows": result.n_train_windows,
                     "n_val_windows": result.n_val_windows,
                     "trajectories_per_s": round(result.trajectories_per_s, 1),
@@ -524,6 +550,15 @@ def train(data: list[str] | str, out: os.PathLike | str, config: TrainConfig, ta
         meta["evaluation"] = evaluate(inference.load_bundle(out), evaluate_on, progress=progress)
         inference.write_meta(out, meta)
     return out
+
+
+def _init_provenance(init: str | None) -> dict | None:
+    if not init:
+        return None
+    from anomalousnet import inference
+
+    bundle = inference.load_bundle(init)
+    return {"bundle": str(init), "sha256": bundle.sha256}
 
 
 # ----------------------------------------------------------------------------- evaluation

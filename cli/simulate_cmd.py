@@ -42,6 +42,12 @@ def _weights(ctx, param, values):
               help="Tracks are cropped to a random window of min-length..length frames.")
 @click.option("--noise", nargs=2, type=float, default=(0.0, 0.25), show_default=True, metavar="LO HI",
               help="Localisation noise sigma range, px (challenge: 0.12).")
+@click.option("--alpha-range", nargs=2, type=float, default=(0.02, 1.9), show_default=True, metavar="LO HI",
+              help="Anomalous exponent of non-directed mobile states (challenge: 0.2..1.5).")
+@click.option("--D-range", "D_range", nargs=2, type=float, default=(1e-3, 10.0), show_default=True, metavar="LO HI",
+              help="D of the fast state, px^2/frame^alpha, log-uniform (challenge defaults: 1).")
+@click.option("--slow-ratio", nargs=2, type=float, default=(3e-3, 0.3), show_default=True, metavar="LO HI",
+              help="D of slower states as a fraction of the fast one, log-uniform (challenge: 0.01..0.1).")
 @click.option("--shard-size", default=2000, show_default=True, type=click.IntRange(min=1),
               help="Trajectories per shard (one Dask task each).")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
@@ -49,8 +55,8 @@ def _weights(ctx, param, values):
 @click.option("--scheduler-file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Use the Dask cluster of this scheduler file instead of a local one.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def trajectories(out, n, seed, models, model_weights, directed_fraction, length, min_length, noise, shard_size,
-                 workers, scheduler_file, no_progress) -> None:
+def trajectories(out, n, seed, models, model_weights, directed_fraction, length, min_length, noise, alpha_range,
+                 D_range, slow_ratio, shard_size, workers, scheduler_file, no_progress) -> None:
     """Write a training store of labelled trajectories (alpha, K, state per frame).
 
     Example: anomalousnet-batch simulate trajectories --out train/ --n 100000 --seed 1
@@ -61,7 +67,8 @@ def trajectories(out, n, seed, models, model_weights, directed_fraction, length,
         config = sim.SimulationConfig(length=length, min_length=min_length,
                                       models=tuple(m.strip() for m in models.split(",") if m.strip()),
                                       model_weights=model_weights, directed_fraction=directed_fraction,
-                                      noise_range=tuple(noise))
+                                      noise_range=tuple(noise), alpha_range=tuple(alpha_range),
+                                      D_range=tuple(D_range), slow_ratio_range=tuple(slow_ratio))
         summary = sim.simulate_training(out, n, seed, config, shard_size=shard_size, workers=workers,
                                         scheduler_file=scheduler_file, progress=not no_progress)
     except ValueError as exc:

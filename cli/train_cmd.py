@@ -32,13 +32,15 @@ import click
               help="State head: weight rare states up (balanced: by inverse frequency; sqrt: its square root) "
                    "or the paper's plain cross-entropy (none).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Model bundle directory to write.")
+@click.option("--init", "init", default=None, metavar="BUNDLE",
+              help="Start from this bundle's weights (`default`: the shipped model) to fine-tune it.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out (epoch and optimizer).")
 @click.option("--evaluate-on", multiple=True, metavar="PATTERN",
               help="Held-out labelled store(s): measure the finished bundle there, record in model.json.")
 @click.option("--made-by", default="", help="Free text recorded in model.json (e.g. the make target).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def train(data, target, preset, epochs, batch_size, learning_rate, val_fraction, patience, steps_per_epoch,
-          max_windows, seed, mixed_precision, class_weights, out, resume, evaluate_on, made_by, progress) -> None:
+          max_windows, seed, mixed_precision, class_weights, init, out, resume, evaluate_on, made_by, progress) -> None:
     """Train alpha/K/state networks; runs distributed when started by horovodrun (one rank per process/GPU).
 
     \b
@@ -56,7 +58,7 @@ def train(data, target, preset, epochs, batch_size, learning_rate, val_fraction,
                                 batch_size=batch_size, learning_rate=learning_rate, val_fraction=val_fraction,
                                 patience=patience, steps_per_epoch=steps_per_epoch, max_windows=max_windows,
                                 seed=seed, mixed_precision=mixed_precision,
-                                class_weights=class_weights)
+                                class_weights=class_weights, init=init)
         targets = ("alpha", "K", "state") if target == "all" else (target,)
         bundle = tr.train(list(data), out, config, targets=targets, resume=resume, command=command,
                           progress=progress, evaluate_on=list(evaluate_on) or None)

@@ -1,0 +1,40 @@
+"""Time-averaged mean squared displacement (MSD) fits of one trajectory segment.
+
+Used by the classical baseline (its whole estimate) and by the AnomalousNet segment stage
+(to refine the networks' per-segment values on long segments). 2D, AnDi-2 convention: each
+coordinate's increments have variance ``2 K lag^alpha``, so ``MSD(lag) = 4 K lag^alpha + 4 sigma^2``
+with localisation noise sigma.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+ANDI_NOISE = 0.12  # the 2nd AnDi Challenge's localisation noise, px
+
+
+def msd_fit(x: np.ndarray, y: np.ndarray, max_lag: int = 10, noise: float = ANDI_NOISE) -> tuple[float, float]:
+    """(alpha, K) from a time-averaged MSD fit of one segment: least squares of
+    log(MSD - 4 sigma^2) against log(lag) over lags 1..min(max_lag, n//4). Segments too
+    short for two lags get alpha 1 and K from the first lag. alpha is clipped to [0, 2]."""
+    n = len(x)
+    if n < 2:
+        return 1.0, 1.0
+    lags = np.arange(1, max(2, min(max_lag, n // 4)) + 1)
+    lags = lags[lags < n]
+    msd = np.array([np.mean((x[l:] - x[:-l]) ** 2 + (y[l:] - y[:-l]) ** 2) for l in lags])
+    # noise can exceed the measured MSD (slow segments); a motionless one has MSD 0
+    signal = np.maximum(np.maximum(msd - 4 * noise ** 2, 1e-3 * msd), 1e-12)
+    if len(lags) < 2:
+        return 1.0, float(signal[0] / 4)
+    slope, intercept = np.polyfit(np.log(lags), np.log(signal), 1)
+    alpha = float(np.clip(slope, 0.0, 2.0))
+    # refit K with alpha fixed, so the clip does not bias K
+    K = float(np.exp(np.mean(np.log(signal) - alpha * np.log(lags))) / 4)
+    return alpha, K
+
+
+def log_steps(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """log of squared frame-to-frame displacements (length n-1): a change of K or alpha
+    shifts its mean, and its variance is the same for every K (pi^2/6 for 2D Gaussian steps)."""
+    d2 = np.diff(x) ** 2 + np.diff(y) ** 2
+    return np.log(d2 + 1e-12)
