@@ -2,15 +2,17 @@
 
 AnomalousNet's last stage: the networks' per-frame outputs are smoothed, a sliding-window
 detector (ruptures ``Window``, L2 cost) finds where their mean changes, and each segment
-gets the median alpha, the median K and the most frequent state of its frames.
+gets its alpha, K and state.
 
 * **Smoothing** (minimum dwell, 3 frames as in the paper): state runs shorter than
   ``min_dwell`` are absorbed by their longer neighbour; alpha and log K go through a
   running median of width ``2 * min_dwell - 1``, which removes excursions of fewer than
   ``min_dwell`` frames and keeps steps where they are.
-* **Signal** for the detector, one row per frame: ``alpha``, ``log10(max(K, k_floor))``
-  and the state one-hot divided by sqrt(2) (so any switch of state is a jump of 1, not
-  3 for immobile -> directed), each times its weight.
+* **Signal** for the detector, one row per frame: ``alpha``, ``log10(max(K, k_floor))``,
+  the state probabilities divided by sqrt(2) (or, without them, the smoothed state's
+  one-hot: any switch of state is then a jump of 1), and, when the positions are given,
+  ``step_weight`` x log10 of the squared step (the networks see a window of frames and blur
+  a change over a few of them; the raw steps place it, at the price of noise).
 * **Detector**: ruptures' sliding ``Window`` with the L2 cost scores every frame by how
   much splitting the window there lowers the cost; the score's peaks are the candidate
   change points. ruptures' own ``CostL2`` recomputes a variance per call (6 ms per
@@ -20,9 +22,15 @@ gets the median alpha, the median K and the most frequent state of its frames.
   so change points near the ends can be found.
 * **Selection**: among the candidates, the subset minimising L2 cost + penalty x number
   of change points (the criterion of ruptures' ``pen``), found exactly (see
-  :func:`_select` for why not ruptures' greedy stop); no segment shorter than ``min_dwell``.
-* **Penalty and width** defaults: chosen on simulated AnDi-2 trajectories, see
-  :data:`TUNING` and ``benchmarks/bench_infer.py --tune``.
+  :func:`_select` for why not ruptures' greedy stop); no segment shorter than ``min_dwell``;
+  then each change point moves within ``refine_radius`` frames to where the cost of its
+  two segments is least.
+* **Segment values**: alpha and K, the medians of the networks' values, refined on
+  segments long enough by a time-averaged MSD fit of the positions (K from the fit; alpha
+  blended, the fit's share growing with the segment's length); state, the argmax of the
+  segment's mean state probabilities times ``state_prior``.
+* **Defaults**: chosen on simulated AnDi-2 data with the official metrics, see
+  :data:`TUNING` and ``benchmarks/tune_segments.py``.
 
 Entry points: :func:`segment_track` (one track's predictions -> segments; used by the
 AnDi submission writer) and :func:`segment_trajectories` (a whole shard, optionally over
@@ -46,15 +54,18 @@ from anomalousnet.store import Trajectories
 SEGMENT_COLUMNS = ("particle", "start", "end", "alpha", "K", "state")
 N_STATES = 4
 
-# How the defaults below were chosen (re-run: benchmarks/bench_infer.py --tune --n 400).
-TUNING = ("grid of window width (6, 10, 20) x penalty (2 ... 128) on 400 trajectories simulated with "
-          "anomalousnet.simulate.simulate_tracks(seed=11) (389 change points), predicted by the default model "
-          "(a6ac431e1346); criterion: the official AnDi-2 change-point Jaccard index (andi_datasets "
-          "ensemble_changepoint_error, threshold 10 frames; a trajectory without change points predicted without "
-          "any counts as a hit) minus the per-frame alpha MAE of the segment values. Broad optimum: Jaccard "
-          "0.49-0.51 for penalty 16-48 (0.43 at 8, 0.24-0.30 at 2), alpha MAE 0.194-0.204; width barely matters. "
-          "Chosen: penalty 24 (Jaccard 0.507, within 0.006 of the best, 32, and with more change points found: "
-          "120 vs 93), width 10.")
+# How the defaults below were chosen (re-run: benchmarks/tune_segments.py --model default --grid ...).
+TUNING = ("simulated AnDi-2 data of its own seed (100; 5 challenge-default experiments x 6 FOVs, 652 trajectories, "
+          "plus the benchmark's directed-motion set, 267), predicted by the default model (4266073de9ec), scored "
+          "with the official andi_datasets metrics. Change points: penalty 16/24/32/48 x step_weight 1/1.5/2 x "
+          "refine_radius 0/2/3/4 (width 6/10/16 barely matters): penalty 24, step_weight 1.5, radius 3 give "
+          "Jaccard 0.906, RMSE 0.73 frames (classical baseline 0.876, 0.79); penalty 16 or step_weight 2 reach "
+          "Jaccard 0.93 at RMSE 0.77-0.83. Segment values: MSD refinement lowers alpha MAE 0.171 -> 0.113 and K MSLE "
+          "0.021 -> 0.0071 (alpha_fit_frames 10/20/40: 0.121/0.116/0.113). State prior (immobile, confined, free, "
+          "directed): the network was trained with balanced class weights (free weighted 0.37, others 1.9-2.9); "
+          "(1,1,1,1) gives state F1 0.859 with confined recall 0.58, (1,1,3,1.5) 0.913 with 0.30, (1,1,3.5,1.75) 0.931 "
+          "with 0.27, (1,1,4,2) 0.932 with 0.18; chosen (1,1,3.5,1.75): the highest F1 that keeps confined recall "
+          "above the classical baseline's 0.25, with directed recall 0.85 on the directed set.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,11 +97,12 @@ class SegmentOptions:
     weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     k_floor: float = 1e-3
     step_weight: float = 1.5
+    refine_radius: int = 3
     refine: bool = True
     min_fit_frames: int = 8
-    alpha_fit_frames: float = 20.0
+    alpha_fit_frames: float = 40.0
     noise: float = ANDI_NOISE
-    state_prior: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    state_prior: tuple[float, float, float, float] = (1.0, 1.0, 3.5, 1.75)
 
     def __post_init__(self):
         if not self.penalty > 0:
@@ -99,6 +111,8 @@ class SegmentOptions:
             raise ValueError(f"window width must be >= 2 frames, got {self.width}")
         if self.min_dwell < 1:
             raise ValueError(f"min_dwell must be >= 1 frame, got {self.min_dwell}")
+        if self.refine_radius < 0:
+            raise ValueError(f"refine_radius must be >= 0 frames, got {self.refine_radius}")
         if self.step_weight < 0 or self.alpha_fit_frames < 0 or self.noise < 0:
             raise ValueError(f"step_weight, alpha_fit_frames and noise must be >= 0, got {self.step_weight}, "
                              f"{self.alpha_fit_frames}, {self.noise}")
@@ -247,7 +261,27 @@ def change_points(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
     peaks = peaks[detector.score[peaks] > 0]
     cands = detector.inds[peaks] - half
     cands = np.unique(cands[(cands >= options.min_dwell) & (cands <= n - options.min_dwell)])
-    return _select(CostL2Cumsum().fit(signal), n, cands, options.penalty, options.min_dwell)
+    cost = CostL2Cumsum().fit(signal)
+    chosen = _select(cost, n, cands, options.penalty, options.min_dwell)
+    return _refine(cost, n, chosen, options.refine_radius, options.min_dwell)
+
+
+def _refine(cost: CostL2Cumsum, n: int, cps: np.ndarray, radius: int, min_dwell: int) -> np.ndarray:
+    """Move each change point, one at a time, to the position within +-``radius`` frames that
+    minimises the L2 cost of its two neighbouring segments (the window's peaks are only as
+    sharp as the smoothed signal)."""
+    cps = cps.copy()
+    for i in range(len(cps)):
+        lo = (cps[i - 1] if i > 0 else 0) + min_dwell
+        hi = (cps[i + 1] if i + 1 < len(cps) else n) - min_dwell
+        left, right = (cps[i - 1] if i > 0 else 0), (cps[i + 1] if i + 1 < len(cps) else n)
+        best, best_c = None, cps[i]
+        for c in range(max(lo, cps[i] - radius), min(hi, cps[i] + radius) + 1):
+            v = cost.error(left, c) + cost.error(c, right)
+            if best is None or v < best:
+                best, best_c = v, c
+        cps[i] = best_c
+    return cps
 
 
 def _select(cost: CostL2Cumsum, n: int, cands: np.ndarray, penalty: float, min_dwell: int) -> np.ndarray:

@@ -26,7 +26,7 @@ def msd_fit(x: np.ndarray, y: np.ndarray, max_lag: int = 10, noise: float = ANDI
     signal = np.maximum(np.maximum(msd - 4 * noise ** 2, 1e-3 * msd), 1e-12)
     if len(lags) < 2:
         return 1.0, float(signal[0] / 4)
-    slope, intercept = np.polyfit(np.log(lags), np.log(signal), 1)
+    slope, _ = np.polyfit(np.log(lags), np.log(signal), 1)
     alpha = float(np.clip(slope, 0.0, 2.0))
     # refit K with alpha fixed, so the clip does not bias K
     K = float(np.exp(np.mean(np.log(signal) - alpha * np.log(lags))) / 4)

@@ -1,7 +1,6 @@
 """Benchmark of the main job (issue 6); prints figures, asserts nothing.
 
     .venv/bin/python benchmarks/bench_infer.py [--model default] [--quick]
-    .venv/bin/python benchmarks/bench_infer.py --tune [--n 600]   # choose change-point defaults
 
 Default run, in one go on this machine:
   1. prediction throughput (trajectories of 200 frames per second) with the model at batch
@@ -13,10 +12,7 @@ Default run, in one go on this machine:
   4. peak memory (max RSS of the driver process) of `infer` on 10 vs 40 videos: streaming
      shard by shard should keep them within 10%.
 
---tune: simulated trajectories with known change points (anomalousnet.simulate), predicted
-by the model, segmented over a grid of penalty x window width; prints the AnDi-2 change
-point Jaccard index (andi_datasets.utils_challenge.ensemble_changepoint_error, threshold
-10 frames as the official scorer) and the per-frame alpha MAE of the segment values, best first.
+The segment stage's settings are chosen by benchmarks/tune_segments.py.
 """
 from __future__ import annotations
 
@@ -36,6 +32,8 @@ import numpy as np  # noqa: E402
 
 from anomalousnet import changepoints as cp  # noqa: E402
 from anomalousnet import store as st  # noqa: E402
+from anomalousnet.inference import STATE_PROB_COLUMNS  # noqa: E402
+from anomalousnet.pipeline import PRED_COLUMNS  # noqa: E402
 
 
 def random_walks(n: int, length: int = 200, seed: int = 0) -> st.Trajectories:
@@ -106,9 +104,7 @@ def bench_predict(bundle, quick: bool) -> dict:
 def bench_segment(traj, preds, quick: bool) -> dict:
     from anomalousnet.parallel import dask_client
 
-    with_preds = st.Trajectories(traj.offsets, {**traj.points, **{c: preds[c] for c in
-                                                                  ("pred_alpha", "pred_K", "pred_state")}},
-                                 traj.tracks)
+    with_preds = st.Trajectories(traj.offsets, {**traj.points, **{c: preds[c] for c in PRED_COLUMNS}}, traj.tracks)
     out = {}
     t = time.perf_counter()
     cp.segment_trajectories(with_preds)
@@ -125,9 +121,11 @@ def bench_segment(traj, preds, quick: bool) -> dict:
 def random_walks_with_preds(n: int) -> st.Trajectories:
     traj = random_walks(n, seed=9)
     rng = np.random.default_rng(9)
+    probs = rng.dirichlet(np.ones(4), traj.n_points).astype(np.float32)
     return st.Trajectories(traj.offsets, {**traj.points, "pred_alpha": rng.uniform(0, 2, traj.n_points),
                                           "pred_K": rng.uniform(0.1, 1, traj.n_points),
-                                          "pred_state": rng.integers(0, 4, traj.n_points).astype(np.int8)},
+                                          "pred_state": probs.argmax(axis=1).astype(np.int8),
+                                          **{c: probs[:, k] for k, c in enumerate(STATE_PROB_COLUMNS)}},
                            traj.tracks)
 
 
@@ -166,58 +164,13 @@ def run_infer_child(inputs: list[str], out: Path, model: str) -> dict:
     return result
 
 
-def tune(model: str, n: int, seed: int = 11) -> None:
-    from andi_datasets.utils_challenge import ensemble_changepoint_error
-
-    from anomalousnet import inference
-    from anomalousnet.simulate import simulate_tracks
-
-    bundle = inference.load_bundle(model)
-    traj, _ = simulate_tracks(n, seed=seed)
-    preds = inference.predict(bundle, traj)
-    gt_cps, truth_alpha = [], []
-    for i in range(traj.n_tracks):
-        a, b = traj.offsets[i], traj.offsets[i + 1]
-        labels = np.column_stack([traj.points["alpha"][a:b], traj.points["K"][a:b], traj.points["state"][a:b]])
-        gt_cps.append((np.flatnonzero(np.any(np.diff(labels, axis=0) != 0, axis=1)) + 1).tolist())
-        truth_alpha.append(traj.points["alpha"][a:b])
-    print(f"tuning on {traj.n_tracks} simulated trajectories ({sum(map(len, gt_cps))} change points), "
-          f"model {bundle.path} ({bundle.sha256[:12]})")
-    rows = []
-    for width in (6, 10, 20):
-        for penalty in (2.0, 4.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0, 128.0):
-            opts = cp.SegmentOptions(penalty=penalty, width=width)
-            pred_cps, err = [], []
-            for i in range(traj.n_tracks):
-                a, b = traj.offsets[i], traj.offsets[i + 1]
-                seg = cp.segment_track(preds["pred_alpha"][a:b], preds["pred_K"][a:b], preds["pred_state"][a:b],
-                                       opts)
-                pred_cps.append(seg["start"][1:].tolist())
-                per_frame = np.repeat(seg["alpha"], seg["end"] - seg["start"])
-                err.append(np.abs(per_frame - truth_alpha[i]))
-            rmse, jaccard = ensemble_changepoint_error(gt_cps, pred_cps, threshold=10)
-            mae = float(np.concatenate(err).mean())
-            rows.append((jaccard - mae, width, penalty, jaccard, rmse, mae, sum(map(len, pred_cps))))
-    print(f"{'width':>5} {'penalty':>7} {'CP Jaccard':>10} {'CP RMSE':>8} {'alpha MAE':>9} {'n CPs':>6}")
-    for score, width, penalty, jaccard, rmse, mae, ncp in sorted(rows, reverse=True):
-        print(f"{width:>5} {penalty:>7} {jaccard:>10.3f} {rmse:>8.2f} {mae:>9.3f} {ncp:>6}")
-    best = max(rows)
-    print(f"best (max Jaccard - alpha MAE): width {best[1]}, penalty {best[2]}; "
-          f"defaults now width {cp.SegmentOptions().width}, penalty {cp.SegmentOptions().penalty}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default")
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a rough check, not the figures)")
-    parser.add_argument("--tune", action="store_true", help="grid search of the change-point defaults")
-    parser.add_argument("--n", type=int, default=600, help="--tune: simulated trajectories")
     parser.add_argument("--work", default=None, help="folder for generated videos and results [temporary]")
     parser.add_argument("--skip-memory", action="store_true", help="skip the 10 vs 40 videos memory run")
     args = parser.parse_args()
-    if args.tune:
-        tune(args.model, args.n)
-        return
     from anomalousnet import inference
 
     print(f"machine: {len(os.sched_getaffinity(0))} CPUs, load average {os.getloadavg()[0]:.2f}")

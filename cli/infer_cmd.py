@@ -39,6 +39,12 @@ def segment_options(func):
     from anomalousnet.changepoints import SegmentOptions
 
     d = SegmentOptions()
+    func = click.option("--state-prior", type=_StatePrior(), default=",".join(f"{p:g}" for p in d.state_prior),
+                        show_default=True, metavar="I,C,F,D",
+                        help="Multipliers of the immobile, confined, free and directed probabilities before a "
+                             "segment's state is chosen (1,1,1,1: the network's own balance).")(func)
+    func = click.option("--noise", type=click.FloatRange(min=0), default=d.noise, show_default=True,
+                        help="Localisation noise sigma in px, subtracted in the segments' MSD fits.")(func)
     func = click.option("--min-dwell", type=click.IntRange(min=1), default=d.min_dwell, show_default=True,
                         help="Shortest state run and segment, frames (short excursions are smoothed away).")(func)
     func = click.option("--window", "width", type=click.IntRange(min=2), default=d.width, show_default=True,
@@ -46,6 +52,21 @@ def segment_options(func):
     func = click.option("--penalty", type=click.FloatRange(min=0, min_open=True), default=d.penalty,
                         show_default=True, help="Change-point penalty (L2 cost drop a change point must bring).")(func)
     return func
+
+
+class _StatePrior(click.ParamType):
+    name = "I,C,F,D"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            values = tuple(float(v) for v in str(value).split(","))
+        except ValueError:
+            values = ()
+        if len(values) != 4 or not all(v > 0 for v in values):
+            self.fail(f"{value!r}: need 4 positive numbers separated by commas", param, ctx)
+        return values
 
 
 def dask_options(func):
@@ -85,8 +106,8 @@ def units_options(func):
               help="Tracking (videos): frames a particle may vanish and still be linked.")
 @click.option("--min-length", type=click.IntRange(min=1), default=1, show_default=True,
               help="Tracking (videos): drop trajectories shorter than this, frames.")
-def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalty, width, min_dwell, workers,
-          scheduler_file, report, diameter, minmass, search_range, memory, min_length):
+def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalty, width, min_dwell, noise, state_prior,
+          workers, scheduler_file, report, diameter, minmass, search_range, memory, min_length):
     """The main job: track (videos) -> predict -> change points -> ensemble -> write.
 
     Writes RESULTS/store (HDF5 results store), RESULTS/segments.csv, RESULTS/ensemble.csv,
@@ -110,7 +131,7 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
         track = TrackOptions(diameter=diameter, minmass=minmass, search_range=search_range, memory=memory,
                              min_length=min_length, pixel_size_um=pixel_size or nan,
                              frame_interval_s=frame_interval or nan)
-        seg = SegmentOptions(penalty=penalty, width=width, min_dwell=min_dwell)
+        seg = SegmentOptions(penalty=penalty, width=width, min_dwell=min_dwell, noise=noise, state_prior=state_prior)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     options = pipeline.InferOptions(model=model, batch_size=batch_size, pixel_size_um=pixel_size,
@@ -143,7 +164,8 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
 @units_options
 @segment_options
 @dask_options
-def segment(store_dir, out_dir, pixel_size, frame_interval, penalty, width, min_dwell, workers, scheduler_file):
+def segment(store_dir, out_dir, pixel_size, frame_interval, penalty, width, min_dwell, noise, state_prior, workers,
+            scheduler_file):
     """Change points alone, on a store that already holds predictions (e.g. RESULTS/store).
 
     Recomputes each shard's segments and ensemble tables in place (atomically) and
@@ -154,7 +176,7 @@ def segment(store_dir, out_dir, pixel_size, frame_interval, penalty, width, min_
     from anomalousnet.changepoints import SegmentOptions
 
     try:
-        seg = SegmentOptions(penalty=penalty, width=width, min_dwell=min_dwell)
+        seg = SegmentOptions(penalty=penalty, width=width, min_dwell=min_dwell, noise=noise, state_prior=state_prior)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     try:
