@@ -48,7 +48,7 @@ class ClassicalOptions:
 
     penalty: float = 4.0
     min_size: int = 5
-    max_lag: int = 10
+    max_lag: int = 4
     noise: float = 0.12
     immobile_K: float = 0.005
     confined_alpha: float = 0.4

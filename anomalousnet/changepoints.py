@@ -85,6 +85,8 @@ class SegmentOptions:
         (when given and the segment has at least ``min_fit_frames`` frames): K from the fit,
         alpha a blend ``w * fit + (1 - w) * network`` with ``w = n / (n + alpha_fit_frames)``
         for a segment of n frames (the fit's error falls with n, the network's does not).
+        The fit uses lags 1..min(``fit_max_lag``, n // 4): the short lags carry most of the
+        information (longer ones are averages of few, correlated displacements).
     noise: localisation noise sigma (px) the MSD fits subtract (the AnDi-2 default 0.12).
     state_prior: per state (immobile, confined, free, directed), a multiplier of the mean
         state probability of a segment before its argmax: the shipped network was trained
@@ -100,6 +102,7 @@ class SegmentOptions:
     refine_radius: int = 3
     refine: bool = True
     min_fit_frames: int = 8
+    fit_max_lag: int = 4
     alpha_fit_frames: float = 40.0
     noise: float = ANDI_NOISE
     state_prior: tuple[float, float, float, float] = (1.0, 1.0, 3.5, 1.75)
@@ -346,7 +349,7 @@ def segment_track(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
     for a, b in zip(bounds[:-1], bounds[1:]):
         seg_a, seg_K = np.median(alpha[a:b]), np.median(K[a:b])
         if fit and b - a >= options.min_fit_frames:
-            fit_a, seg_K = msd_fit(x[a:b], y[a:b], noise=options.noise)
+            fit_a, seg_K = msd_fit(x[a:b], y[a:b], options.fit_max_lag, options.noise)
             w = (b - a) / (b - a + options.alpha_fit_frames)
             seg_a = w * fit_a + (1 - w) * seg_a
         seg_alpha.append(seg_a)

@@ -175,3 +175,63 @@ def test_missing_predictions_are_a_clear_error():
     traj = Trajectories.from_arrays([{"x": np.zeros(10), "y": np.zeros(10)}])
     with pytest.raises(KeyError, match="pred_alpha"):
         cp.segment_trajectories(traj)
+
+
+def brownian(n, K, rng, noise=0.12):
+    """2D positions with per-frame K (array or scalar; alpha 1, AnDi-2 convention: each
+    coordinate's increment has variance 2 K) plus localisation noise."""
+    K = np.broadcast_to(np.asarray(K, np.float64), (n,))
+    steps = rng.normal(0, 1, (n, 2)) * np.sqrt(2 * K)[:, None]
+    steps[0] = 0
+    pos = np.cumsum(steps, axis=0) + rng.normal(0, noise, (n, 2))
+    return pos[:, 0], pos[:, 1]
+
+
+def blurred_predictions(n, change, k_before, k_after, blur=8):
+    """Network-like predictions of a K change: log K ramps over ``blur`` frames each side,
+    state probabilities free throughout."""
+    t = np.clip((np.arange(n) - change + blur) / (2 * blur), 0, 1)
+    K = np.exp((1 - t) * np.log(k_before) + t * np.log(k_after)).astype(np.float32)
+    probs = np.tile(np.array([0.05, 0.1, 0.8, 0.05], np.float32), (n, 1))
+    return np.ones(n, np.float32), K, np.full(n, 2, np.int8), probs
+
+
+def test_positions_place_a_blurred_change_of_K_and_refine_its_values():
+    rng = np.random.default_rng(3)
+    errors_net, errors_pos = [], []
+    for _ in range(20):
+        change = int(rng.integers(60, 140))
+        x, y = brownian(200, np.where(np.arange(200) < change, 1.0, 0.02), rng)
+        alpha, K, state, probs = blurred_predictions(200, change, 1.0, 0.02)
+        K = K * 1.5  # the network's K is 50 % too high; the MSD fit is not
+        net = cp.segment_track(alpha, K, state, cp.SegmentOptions(step_weight=0, refine_radius=0), probs)
+        both = cp.segment_track(alpha, K, state, cp.SegmentOptions(), probs, x, y)
+        assert len(net["start"]) == 2 and len(both["start"]) == 2
+        errors_net.append(abs(net["start"][1] - change))
+        errors_pos.append(abs(both["start"][1] - change))
+        assert net["K"][0] == pytest.approx(1.5, rel=0.01)  # without positions: the network's median
+        assert both["K"][0] == pytest.approx(1.0, rel=0.3) and both["K"][1] == pytest.approx(0.02, rel=0.5)
+    # the network alone locates the middle of the ramp; the steps place the change itself
+    assert np.mean(errors_pos) <= 1.5 and np.mean(errors_pos) < np.mean(errors_net), (errors_net, errors_pos)
+
+
+def test_msd_fit_recovers_K_and_alpha_of_a_long_brownian_segment():
+    from anomalousnet.msd import msd_fit
+
+    rng = np.random.default_rng(5)
+    fits = np.array([msd_fit(*brownian(200, 0.5, rng)) for _ in range(30)])
+    assert np.median(fits[:, 0]) == pytest.approx(1.0, abs=0.05)
+    assert np.median(fits[:, 1]) == pytest.approx(0.5, rel=0.05)
+    assert msd_fit(np.zeros(50), np.zeros(50))[1] < 1e-9  # motionless: K 0, not NaN
+
+
+def test_state_is_the_segment_mean_probability_times_the_prior():
+    n = 60
+    probs = np.tile(np.array([0.05, 0.5, 0.4, 0.05], np.float32), (n, 1))
+    args = (np.full(n, 0.5, np.float32), np.full(n, 0.1, np.float32), np.full(n, 1, np.int8))
+    assert cp.segment_track(*args, cp.SegmentOptions(state_prior=(1, 1, 1, 1)), probs)["state"].tolist() == [1]
+    assert cp.segment_track(*args, cp.SegmentOptions(state_prior=(1, 1, 2, 1)), probs)["state"].tolist() == [2]
+    # without probabilities: the most frequent smoothed state, as before
+    assert cp.segment_track(*args, cp.SegmentOptions(state_prior=(1, 1, 2, 1)))["state"].tolist() == [1]
+    with pytest.raises(ValueError, match="state_prior"):
+        cp.SegmentOptions(state_prior=(1, 1, 0, 1))

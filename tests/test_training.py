@@ -192,6 +192,29 @@ def test_resume_after_kill_continues_from_checkpoint(tmp_path, store):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_init_fine_tunes_from_a_bundle_and_records_it(tmp_path, store):
+    base = subprocess.run(train_cli("--data", str(store), "--epochs", "1", "--out", str(tmp_path / "base")),
+                          capture_output=True, text=True, env=ENV, timeout=200)
+    assert base.returncode == 0, base.stderr[-3000:]
+    # One step at a vanishing learning rate: the fine-tuned weights are the base's, not fresh ones.
+    tuned = subprocess.run(train_cli("--data", str(store), "--epochs", "1", "--steps-per-epoch", "1", "--lr", "1e-12",
+                                     "--init", str(tmp_path / "base"), "--out", str(tmp_path / "tuned")),
+                           capture_output=True, text=True, env=ENV, timeout=200)
+    assert tuned.returncode == 0, tuned.stderr[-3000:]
+    for a, b in zip(final_weights(tmp_path / "base"), final_weights(tmp_path / "tuned")):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    from anomalousnet.inference import load_bundle
+
+    meta = json.loads((tmp_path / "tuned" / "model.json").read_text())
+    init = meta["heads"]["alpha"]["training"]["initialised_from"]
+    assert init == {"bundle": str(tmp_path / "base"), "sha256": load_bundle(tmp_path / "base").sha256}
+    # a bundle without this head is refused before training starts
+    wrong = subprocess.run(train_cli("--data", str(store), "--target", "K", "--epochs", "1",
+                                     "--init", str(tmp_path / "base"), "--out", str(tmp_path / "bad")),
+                           capture_output=True, text=True, env=ENV, timeout=200)
+    assert wrong.returncode != 0 and "no 'K' head of preset 'cpu'" in wrong.stderr
+
+
 def test_bad_data_is_a_clear_error(tmp_path, store):
     run = subprocess.run(train_cli("--data", str(tmp_path / "nothing*"), "--out", str(tmp_path / "o")),
                          capture_output=True, text=True, env=ENV, timeout=120)
