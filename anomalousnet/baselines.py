@@ -6,7 +6,7 @@
   frame-to-frame displacements, where a change of K or alpha is a change of mean), then per
   segment a time-averaged MSD fit, ``MSD(lag) = 4 K lag^alpha + 4 sigma^2`` in 2D (the
   AnDi-2 convention: each coordinate's increments have variance ``2 K lag^alpha``), and the
-  state from thresholds on the fitted values.
+  state from thresholds on the fitted values (immobile segments get alpha 0, as in AnDi-2).
 
 Both map :class:`anomalousnet.store.Trajectories` (one field of view, length units px,
 time in frames) to one :class:`anomalousnet.andi.TrajectoryLabel` per track, indexed by the
@@ -22,7 +22,7 @@ from anomalousnet import store as st
 from anomalousnet.andi import TrajectoryLabel
 from anomalousnet.msd import log_steps, msd_fit
 
-FREE = 2
+IMMOBILE, FREE = 0, 2
 
 
 def naive(traj: st.Trajectories, alpha: float = 1.0, K: float = 1.0) -> list[TrajectoryLabel]:
@@ -97,9 +97,9 @@ def classical_track(particle: int, x: np.ndarray, y: np.ndarray,
     alphas, Ks, states = [], [], []
     for a, b in zip(bounds[:-1], bounds[1:]):
         alpha, K = msd_fit(x[a:b], y[a:b], options.max_lag, options.noise)
-        alphas.append(alpha)
-        Ks.append(K)
         states.append(classify_state(alpha, K, options))
+        alphas.append(0.0 if states[-1] == IMMOBILE else alpha)  # AnDi-2: a particle held in place has alpha 0
+        Ks.append(K)
     return TrajectoryLabel.from_segments(particle, bounds[:-1], bounds[1:], alphas, Ks, states)
 
 

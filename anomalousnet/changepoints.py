@@ -53,19 +53,26 @@ from anomalousnet.store import Trajectories
 
 SEGMENT_COLUMNS = ("particle", "start", "end", "alpha", "K", "state")
 N_STATES = 4
+IMMOBILE = 0
 
 # How the defaults below were chosen (re-run: benchmarks/tune_segments.py --model default --grid ...).
 TUNING = ("simulated AnDi-2 data of its own seed (100; 5 challenge-default experiments x 6 FOVs, 652 trajectories, "
           "plus the benchmark's directed-motion set, 267), predicted by the default model (4266073de9ec), scored "
           "with the official andi_datasets metrics. Change points: penalty 16/24/32/48 x step_weight 1/1.5/2 x "
           "refine_radius 0/2/3/4 (width 6/10/16 barely matters): penalty 24, step_weight 1.5, radius 3 give "
-          "Jaccard 0.906, RMSE 0.73 frames (classical baseline 0.876, 0.79); penalty 16 or step_weight 2 reach "
-          "Jaccard 0.93 at RMSE 0.77-0.83. Segment values: MSD refinement lowers alpha MAE 0.171 -> 0.113 and K MSLE "
-          "0.021 -> 0.0071 (alpha_fit_frames 10/20/40: 0.121/0.116/0.113). State prior (immobile, confined, free, "
-          "directed): the network was trained with balanced class weights (free weighted 0.37, others 1.9-2.9); "
-          "(1,1,1,1) gives state F1 0.859 with confined recall 0.58, (1,1,3,1.5) 0.913 with 0.30, (1,1,3.5,1.75) 0.931 "
-          "with 0.27, (1,1,4,2) 0.932 with 0.18; chosen (1,1,3.5,1.75): the highest F1 that keeps confined recall "
-          "above the classical baseline's 0.25, with directed recall 0.85 on the directed set.")
+          "Jaccard 0.906, RMSE 0.73 frames (classical baseline 0.876, 0.79; without the step column 0.852, 1.07); "
+          "penalty 16 or step_weight 2 reach Jaccard 0.93 at RMSE 0.77-0.83. Segment values: MSD refinement "
+          "lowers alpha MAE 0.171 -> 0.107 and K MSLE 0.021 -> 0.0064 (fit_max_lag 2/3/4/6/10/20: alpha 0.110/"
+          "0.108/0.107/0.110/0.113/0.119; alpha_fit_frames 20/40/80: 0.109/0.107/0.107; blending K with the "
+          "network's, or min_fit_frames 4-12, changes nothing). State prior (immobile, confined, free, directed): "
+          "the network was trained with balanced class weights (free weighted 0.37, others 1.9-2.9); (1,1,1,1) "
+          "gives state F1 0.859 with confined recall 0.58, (1,1,3,1.5) 0.913 with 0.30, (1,1,3.5,1.75) 0.931 "
+          "with 0.27, (1,1,4,2) 0.932 with 0.18 (classical baseline: F1 0.888, confined recall 0.21); chosen "
+          "(1,1,3.5,1.75): the highest F1 before confined recall collapses, with directed recall 0.85 on the "
+          "directed set. Immobile segments get alpha 0 (AnDi-2 convention; both methods): alpha MAE 0.107 -> "
+          "0.101, W1 alpha 0.041 -> 0.028. All defaults against the classical baseline: CP RMSE 0.73/0.79, "
+          "Jaccard 0.906/0.876, alpha MAE 0.101/0.110, K MSLE 0.0064/0.0068, state F1 0.931/0.888, ensemble W1 "
+          "alpha 0.028/0.030, K 0.021/0.032.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +98,9 @@ class SegmentOptions:
     state_prior: per state (immobile, confined, free, directed), a multiplier of the mean
         state probability of a segment before its argmax: the shipped network was trained
         with balanced class weights, so it over-calls rare states where they are rare.
+    immobile_alpha_zero: segments called immobile get alpha 0, the AnDi-2 convention for a
+        particle held in place (an MSD slope there measures only localisation noise). Their
+        K stays the fit's (near 0).
     """
 
     penalty: float = 24.0
@@ -106,6 +116,7 @@ class SegmentOptions:
     alpha_fit_frames: float = 40.0
     noise: float = ANDI_NOISE
     state_prior: tuple[float, float, float, float] = (1.0, 1.0, 3.5, 1.75)
+    immobile_alpha_zero: bool = True
 
     def __post_init__(self):
         if not self.penalty > 0:
@@ -275,11 +286,9 @@ def _refine(cost: CostL2Cumsum, n: int, cps: np.ndarray, radius: int, min_dwell:
     sharp as the smoothed signal)."""
     cps = cps.copy()
     for i in range(len(cps)):
-        lo = (cps[i - 1] if i > 0 else 0) + min_dwell
-        hi = (cps[i + 1] if i + 1 < len(cps) else n) - min_dwell
         left, right = (cps[i - 1] if i > 0 else 0), (cps[i + 1] if i + 1 < len(cps) else n)
         best, best_c = None, cps[i]
-        for c in range(max(lo, cps[i] - radius), min(hi, cps[i] + radius) + 1):
+        for c in range(max(left + min_dwell, cps[i] - radius), min(right - min_dwell, cps[i] + radius) + 1):
             v = cost.error(left, c) + cost.error(c, right)
             if best is None or v < best:
                 best, best_c = v, c
@@ -352,12 +361,14 @@ def segment_track(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
             fit_a, seg_K = msd_fit(x[a:b], y[a:b], options.fit_max_lag, options.noise)
             w = (b - a) / (b - a + options.alpha_fit_frames)
             seg_a = w * fit_a + (1 - w) * seg_a
-        seg_alpha.append(seg_a)
-        seg_k.append(seg_K)
         if probs is not None:
             seg_state.append(int(np.argmax(np.mean(probs[a:b], axis=0) * prior)))
         else:
             seg_state.append(_mode(smoothed_state[a:b]))
+        if seg_state[-1] == IMMOBILE and options.immobile_alpha_zero:
+            seg_a = 0.0
+        seg_alpha.append(seg_a)
+        seg_k.append(seg_K)
     return {"start": bounds[:-1], "end": bounds[1:], "alpha": np.array(seg_alpha, dtype=np.float32),
             "K": np.array(seg_k, dtype=np.float32), "state": np.array(seg_state, dtype=np.int8)}
 
