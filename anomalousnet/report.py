@@ -32,8 +32,8 @@ def fov_figure(shard: st.Shard, path: os.PathLike | str, n_examples: int = 4) ->
     frames = (seg["end"] - seg["start"]).astype(np.float64)
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
     logk = np.log10(np.maximum(seg["K"].astype(np.float64), 1e-6))
-    for ax, values, label, bins in ((axes[0, 0], seg["alpha"], "alpha (segment median)", np.linspace(0, 2, 41)),
-                                    (axes[0, 1], logk, "log10 K (px^2/frame^alpha, segment median)", 40)):
+    for ax, values, label, bins in ((axes[0, 0], seg["alpha"], "alpha (per segment)", np.linspace(0, 2, 41)),
+                                    (axes[0, 1], logk, "log10 K (px^2/frame^alpha, per segment)", 40)):
         present = [s for s in range(len(STATE_NAMES)) if np.any(seg["state"] == s)]
         if present:
             ax.hist([values[seg["state"] == s] for s in present], bins=bins, stacked=True,
@@ -51,7 +51,8 @@ def fov_figure(shard: st.Shard, path: os.PathLike | str, n_examples: int = 4) ->
         mine = seg["particle"] == particle
         cps = seg["start"][mine][1:]
         # each path centred on its own start and laid out side by side, so all are visible
-        x, y, state = t["x"] - t["x"][0], t["y"] - t["y"][0], t["pred_state"]
+        x, y = t["x"] - t["x"][0], t["y"] - t["y"][0]
+        state = np.repeat(seg["state"][mine], seg["end"][mine] - seg["start"][mine])  # the state reported
         x = x - x.min() + shift
         shift = x.max() + 0.2 * max(np.ptp(x), np.ptp(y), 1.0)
         ax_xy.plot(x, y, lw=0.4, color="k", alpha=0.3)
@@ -65,7 +66,7 @@ def fov_figure(shard: st.Shard, path: os.PathLike | str, n_examples: int = 4) ->
                      c=[STATE_COLOURS[int(s) % 4] for s in state])
     ax_xy.set_xlabel("x (px, paths shifted side by side)")
     ax_xy.set_ylabel("y (px)")
-    ax_xy.set_title("longest trajectories, coloured by predicted state; x = change point")
+    ax_xy.set_title("longest trajectories, coloured by segment state; x = change point")
     ax_t.set_xlabel("frame in trajectory")
     ax_t.set_ylabel("predicted alpha (offset by 2.2 per trajectory)")
     ax_t.set_title("alpha(t) with change points")
