@@ -9,7 +9,7 @@ import click
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every simulated dataset.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="build/benchmark", show_default=True,
               help="Folder for datasets (reused when present), submissions and benchmark.json.")
-@click.option("--fovs", type=int, default=None, help="FOVs per experiment (default 1 quick, 2 full).")
+@click.option("--fovs", type=click.IntRange(min=1), default=None, help="FOVs per experiment [default: 6].")
 @click.option("--model", "model_spec", default="default", show_default=True, help="Model bundle to benchmark.")
 @click.option("--methods", default="model,classical,naive", show_default=True,
               help="Comma-separated methods to run.")
