@@ -20,7 +20,7 @@ import numpy as np
 
 from anomalousnet import store as st
 from anomalousnet.andi import TrajectoryLabel
-from anomalousnet.msd import log_steps, msd_fit
+from anomalousnet.msd import ANDI_NOISE, log_steps, msd_fit
 
 IMMOBILE, FREE = 0, 2
 
@@ -49,15 +49,10 @@ class ClassicalOptions:
     penalty: float = 4.0
     min_size: int = 5
     max_lag: int = 4
-    noise: float = 0.12
+    noise: float = ANDI_NOISE
     immobile_K: float = 0.005
     confined_alpha: float = 0.4
     directed_alpha: float = 1.8
-
-
-def step_signal(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The change-point signal: log squared steps (:func:`anomalousnet.msd.log_steps`)."""
-    return log_steps(x, y)
 
 
 def detect_changepoints(signal: np.ndarray, penalty: float, min_size: int) -> list[int]:
@@ -92,7 +87,7 @@ def classical_track(particle: int, x: np.ndarray, y: np.ndarray,
     """Segments of one trajectory: change points in the step signal, then MSD fits."""
     n = len(x)
     # a change of the step signal at index i starts a new segment at frame i + 1
-    cps = [c + 1 for c in detect_changepoints(step_signal(x, y), options.penalty, options.min_size)] if n > 2 else []
+    cps = [c + 1 for c in detect_changepoints(log_steps(x, y), options.penalty, options.min_size)] if n > 2 else []
     bounds = [0, *cps, n]
     alphas, Ks, states = [], [], []
     for a, b in zip(bounds[:-1], bounds[1:]):
