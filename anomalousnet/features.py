@@ -112,20 +112,26 @@ class Windows:
     start: np.ndarray
 
 
-def make_windows(x: np.ndarray, y: np.ndarray, offsets: np.ndarray, tracks: np.ndarray,
-                 config: FeatureConfig = FeatureConfig()) -> Windows:
-    """Windows for the trajectories ``tracks`` of a CSR set of positions (``x``, ``y``, ``offsets``)."""
-    L = config.length
+def window_layout(offsets: np.ndarray, tracks: np.ndarray, config: FeatureConfig = FeatureConfig()
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where the windows of the trajectories ``tracks`` (of CSR ``offsets``) lie: per window
+    its track, its first point within the track and its number of real points (<= length)."""
     track_of, start_of = [], []
     for i in tracks:
-        n = int(offsets[i + 1] - offsets[i])
-        s = window_starts(n, config)
+        s = window_starts(int(offsets[i + 1] - offsets[i]), config)
         track_of.append(np.full(len(s), i, dtype=np.int64))
         start_of.append(s)
     track_of = np.concatenate(track_of) if track_of else np.zeros(0, np.int64)
     start_of = np.concatenate(start_of) if start_of else np.zeros(0, np.int64)
-    lengths = np.minimum(offsets[track_of + 1] - offsets[track_of] - start_of, L)
-    t = np.arange(L)
+    lengths = np.minimum(offsets[track_of + 1] - offsets[track_of] - start_of, config.length)
+    return track_of, start_of, lengths
+
+
+def make_windows(x: np.ndarray, y: np.ndarray, offsets: np.ndarray, tracks: np.ndarray,
+                 config: FeatureConfig = FeatureConfig()) -> Windows:
+    """Windows for the trajectories ``tracks`` of a CSR set of positions (``x``, ``y``, ``offsets``)."""
+    track_of, start_of, lengths = window_layout(offsets, tracks, config)
+    t = np.arange(config.length)
     valid = t[None, :] < lengths[:, None]
     idx = (offsets[track_of] + start_of)[:, None] + np.where(valid, t[None, :], 0)
     disp = masked_displacements(x[idx], y[idx], valid)
@@ -219,16 +225,8 @@ def training_windows(traj, config: FeatureConfig = FeatureConfig()) -> TrainingW
     """
     offsets = traj.offsets
     keep = np.flatnonzero(np.diff(offsets) >= config.min_points)
-    L = config.length
-    track_of, start_of = [], []
-    for i in keep:
-        s = window_starts(int(offsets[i + 1] - offsets[i]), config)
-        track_of.append(np.full(len(s), i, dtype=np.int64))
-        start_of.append(s)
-    track_of = np.concatenate(track_of) if track_of else np.zeros(0, np.int64)
-    start_of = np.concatenate(start_of) if start_of else np.zeros(0, np.int64)
-    lengths = np.minimum(offsets[track_of + 1] - offsets[track_of] - start_of, L)
-    t = np.arange(L)
+    track_of, start_of, lengths = window_layout(offsets, keep, config)
+    t = np.arange(config.length)
     idx = (offsets[track_of] + start_of)[:, None] + np.minimum(t[None, :], lengths[:, None] - 1)
     p = traj.points
     return TrainingWindows(np.asarray(p["x"], np.float64)[idx], np.asarray(p["y"], np.float64)[idx],
