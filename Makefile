@@ -39,7 +39,7 @@ DEMO_MODEL ?= default
 DEMO_EXPERIMENTS ?= 2
 
 demo: $(VENV)/.installed
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -c "from anomalousnet.simulate import simulate_andi; \
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -c "from anomalousnet.simulation.andi_dataset import simulate_andi; \
 	simulate_andi('$(DEMO_DIR)/data', seed=2024, experiments=$(DEMO_EXPERIMENTS), fovs=1, videos=True)"
 	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/anomalousnet-batch infer \
 	  --input '$(DEMO_DIR)/data/public/track_1/exp_*/videos_fov_*.tiff' --out $(DEMO_DIR)/results \

@@ -5,13 +5,16 @@ and variance of alpha and of K over that state's segments, each segment weighted
 number of frames, and the state's weight (its share of all frames). This is the AnDi-2
 ensemble task's content; :func:`andi_matrix` lays it out as ``ensemble_labels.txt``
 holds it (rows: mean alpha, variance alpha, mean K, variance K, weight; one column per
-state), and :func:`format_andi` writes that text.
+state); :func:`ensemble_from_labels` summarises an AnDi-2 experiment's segments, with each
+state split by the K clustering of :func:`split_by_K`.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
+
+from anomalousnet.io.andi_files import EnsembleLabel, TrajectoryLabel, labels_to_segments
 
 ENSEMBLE_COLUMNS = ("state", "alpha_mean", "alpha_var", "K_mean", "K_var", "weight", "n_segments", "n_frames")
 
@@ -49,8 +52,56 @@ def andi_matrix(ensemble: Mapping[str, np.ndarray]) -> np.ndarray:
                       for c in ("alpha_mean", "alpha_var", "K_mean", "K_var", "weight")])
 
 
-def format_andi(ensemble: Mapping[str, np.ndarray], model: str = "predicted") -> str:
-    """Text of an AnDi-2 ``ensemble_labels.txt`` for this ensemble (header, 5 ';' rows)."""
-    matrix = andi_matrix(ensemble)
-    body = "\n".join(";".join(repr(float(v)) for v in row) for row in matrix)
-    return f"model: {model}; num_state: {matrix.shape[1]} \n{body}\n"
+def ensemble_from_labels(labels: Iterable[TrajectoryLabel], model: str = "predicted",
+                         split_K: bool = True) -> EnsembleLabel:
+    """Ensemble of an experiment from its trajectories' segments (:func:`anomalousnet.ensemble.fov_ensemble`:
+    one column per group, frame-weighted means and variances of alpha and K, weights the share of
+    frames). Groups are the predicted states, each split in two by :func:`split_by_K` when its K
+    values form two separate clusters (``split_K``). The W1 metric compares the mixtures, so
+    the column order does not matter."""
+    segments = labels_to_segments(labels)
+    if split_K:
+        segments["state"] = split_by_K(segments)
+    table = fov_ensemble(segments)
+    if not len(table["state"]):
+        return EnsembleLabel(model, np.array([[1.0], [0.0], [1.0], [0.0], [1.0]]))
+    return EnsembleLabel(model, andi_matrix(table))
+
+
+def split_by_K(segments: Mapping[str, np.ndarray], min_gap_sd: float = 4.0, min_gap_decades: float = 0.7,
+               min_weight: float = 0.05, k_floor: float = 1e-3) -> np.ndarray:
+    """Group labels for the ensemble: the predicted state, and within a state two groups when
+    its segments' log10 K fall into two well-separated clusters (weighted 2-means; kept when
+    the cluster means are more than ``min_gap_sd`` pooled standard deviations and
+    ``min_gap_decades`` apart, and each holds at least ``min_weight`` of the state's frames). The challenge's two-state, dimer
+    and confinement experiments have states of the same kind whose K differ 10-100x: one
+    column per predicted state would merge them into one broad population."""
+    state = np.asarray(segments["state"], np.int64)
+    w = (np.asarray(segments["end"]) - np.asarray(segments["start"])).astype(np.float64)
+    logk = np.log10(np.maximum(np.asarray(segments["K"], np.float64), k_floor))
+    group = state * 2
+    for s in np.unique(state):
+        m = np.flatnonzero(state == s)
+        if len(m) < 4:
+            continue
+        x, ww = logk[m], w[m]
+        centres = np.array([np.quantile(x, 0.25), np.quantile(x, 0.75)])
+        if centres[1] - centres[0] <= 0:
+            continue
+        for _ in range(30):
+            hi = np.abs(x - centres[1]) < np.abs(x - centres[0])
+            if hi.all() or not hi.any():
+                break
+            new = np.array([np.average(x[~hi], weights=ww[~hi]), np.average(x[hi], weights=ww[hi])])
+            if np.allclose(new, centres):
+                break
+            centres = new
+        if hi.all() or not hi.any():
+            continue
+        resid = np.where(hi, x - centres[1], x - centres[0])
+        sd = np.sqrt(np.average(resid ** 2, weights=ww))
+        frac = ww[hi].sum() / ww.sum()
+        gap = centres[1] - centres[0]
+        if gap > min_gap_sd * max(sd, 1e-6) and gap > min_gap_decades and min_weight <= frac <= 1 - min_weight:
+            group[m[hi]] += 1
+    return group

@@ -25,8 +25,9 @@ import dataclasses
 
 import numpy as np
 
+from anomalousnet.core.names import FREE
+
 CHANNELS = ("dx/s", "dy/s", "valid")
-STATES = ("immobile", "confined", "free", "directed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,9 +184,9 @@ def fallback_values(x: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
     position (nothing to measure; documented, finite so downstream files stay valid).
     """
     if len(x) < 2:
-        return 1.0, 1.0, 2
+        return 1.0, 1.0, FREE
     msd = float(np.mean(np.diff(x) ** 2 + np.diff(y) ** 2))
-    return 1.0, msd / 4.0, 2
+    return 1.0, msd / 4.0, FREE
 
 
 # ----------------------------------------------------------------------------- training

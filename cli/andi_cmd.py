@@ -24,13 +24,14 @@ def score(sub_dir: str, ref_dir: str, tracks: tuple[str, ...], no_ensemble: bool
     """Score a submission with the official metrics (andi_datasets.utils_challenge), overall and
     per experiment. Missing or malformed submission files and lines are listed and left out of
     the scores (the official scorer would give them maximum error silently); exit status 1 then."""
-    from anomalousnet import andi as an
+    from anomalousnet.andi import scoring
+    from anomalousnet.io.andi_files import AndiFormatError
 
     try:
-        report = an.score(sub_dir, ref_dir, [int(t) for t in tracks] or None, ensemble=not no_ensemble)
-    except an.AndiFormatError as exc:
+        report = scoring.score(sub_dir, ref_dir, [int(t) for t in tracks] or None, ensemble=not no_ensemble)
+    except AndiFormatError as exc:
         raise click.ClickException(f"bad reference: {exc}") from None
-    click.echo(report.to_json() if as_json else an.format_table(report))
+    click.echo(report.to_json() if as_json else scoring.format_table(report))
     if report.problems:
         click.echo(f"INCOMPLETE: {len(report.problems)} problem(s) in {sub_dir}; see the list above", err=True)
         sys.exit(1)
@@ -55,32 +56,22 @@ def run(public_dir: str, sub_dir: str, tracks: tuple[str, ...], method: str, mod
     cannot handle get a fallback line; their number is reported. A video that cannot be tracked
     (or a field of view the method fails on) is named and the exit status is 1, after the whole
     submission is written."""
-    import tempfile
+    from anomalousnet.andi.methods import write_submission
 
-    from anomalousnet import andi as an
-
-    track_list = [int(t) for t in tracks] or [1, 2]
-    with tempfile.TemporaryDirectory(prefix="andi-tracks-") as tmp:
-        store = tracks_store or tmp
-        try:
-            tracker = None
-            if 1 in track_list:
-                tracked = an.track_public(public_dir, store, workers=workers)
-                for video, problem in tracked.failed.items():
-                    click.echo(f"tracking failed: {video}: {problem} (its VIPs get fallback lines)", err=True)
-                tracker = an.default_tracker(store_dir=store)
-            summary = an.run_public(public_dir, sub_dir, an.make_method(method, model_spec), track_list,
-                                    tracker=tracker)
-        except (an.AndiFormatError, ValueError, OSError) as exc:
-            raise click.ClickException(str(exc)) from None
-    for track in sorted(summary.n_trajectories):
-        click.echo(f"track {track}: {summary.n_trajectories[track]} trajectory lines, "
-                   f"{summary.n_fallback.get(track, 0)} fallback, {summary.seconds.get(track, 0.0):.1f} s")
-    for reason, n in sorted(summary.fallback_reasons.items()):
+    try:
+        summary = write_submission(public_dir, sub_dir, method, model_spec, [int(t) for t in tracks] or [1, 2],
+                                   tracks_store, workers)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    trajectories, fallback = summary.counts.get("trajectories", {}), summary.counts.get("fallback", {})
+    for track in sorted(trajectories):
+        click.echo(f"track {track}: {trajectories[track]} trajectory lines, {fallback.get(track, 0)} fallback, "
+                   f"{summary.seconds.get(track, 0.0):.1f} s")
+    for reason, n in sorted(summary.counts.get("fallback_reasons", {}).items()):
         click.echo(f"  fallback: {n} x {reason}")
     click.echo(f"wrote {len(summary.written)} files under {sub_dir}")
-    if summary.failures:
-        for failure in summary.failures:
-            click.echo(f"FAILED {failure}", err=True)
-        click.echo(f"{len(summary.failures)} input(s) failed; their trajectories have fallback lines", err=True)
+    if summary.failed:
+        for what, why in summary.failed.items():
+            click.echo(f"FAILED {what}: {why}", err=True)
+        click.echo(f"{len(summary.failed)} input(s) failed; their trajectories have fallback lines", err=True)
         sys.exit(1)

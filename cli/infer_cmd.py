@@ -5,38 +5,13 @@ import sys
 
 import click
 
-from anomalousnet.tracking import TrackOptions
-
-
-class ManyValues(click.Option):
-    """An option that takes every following argument up to the next option:
-    ``--input a.tif b.tif 'more/*.tif'`` (and may also be repeated)."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("multiple", True)
-        super().__init__(*args, **kwargs)
-
-    def add_to_parser(self, parser, ctx):
-        super().add_to_parser(parser, ctx)
-        for name in self.opts:
-            parser_option = parser._long_opt.get(name) or parser._short_opt.get(name)
-            if parser_option is None:
-                continue
-            original = parser_option.process
-
-            def process(value, state, original=original):
-                values = [value]
-                while state.rargs and not state.rargs[0].startswith("-"):
-                    values.append(state.rargs.pop(0))
-                for v in values:
-                    original(v, state)
-
-            parser_option.process = process
+from anomalousnet.tracking.video_tracking import TrackOptions
+from anomalousnet_cli.inputs import input_options
 
 
 def segment_options(func):
     """Change-point options shared by `infer` and `segment`."""
-    from anomalousnet.changepoints import SegmentOptions
+    from anomalousnet.segments.segmentation import SegmentOptions
 
     d = SegmentOptions()
     func = click.option("--state-prior", type=_StatePrior(), default=",".join(f"{p:g}" for p in d.state_prior),
@@ -85,10 +60,16 @@ def units_options(func):
     return func
 
 
+def fill_gaps_option(func):
+    return click.option("--fill-gaps", is_flag=True,
+                        help="CSV inputs whose trajectories skip frames (trackpy's link with memory): fill the "
+                             "missing frames by interpolation and flag them (column 'interpolated') instead of "
+                             "refusing the file.")(func)
+
+
 @click.command()
-@click.option("--input", "-i", "inputs", cls=ManyValues, required=True, metavar="PATTERN...",
-              help="TIFF videos, trajectory stores (directories), shards (.h5) or AnDi-style CSVs "
-                   "(traj_idx,frame,x,y); paths or quoted glob patterns, several after one --input.")
+@input_options("TIFF videos, trajectory stores (directories), shards (.h5), AnDi-style CSVs "
+               "(traj_idx,frame,x,y) or folders of videos and CSVs")
 @click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Results folder (created; re-running resumes).")
 @click.option("--model", default="default", show_default=True,
@@ -106,8 +87,9 @@ def units_options(func):
               help="Tracking (videos): frames a particle may vanish and still be linked.")
 @click.option("--min-length", type=click.IntRange(min=1), default=1, show_default=True,
               help="Tracking (videos): drop trajectories shorter than this, frames.")
+@fill_gaps_option
 def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalty, width, min_dwell, noise, state_prior,
-          workers, scheduler_file, report, diameter, minmass, search_range, memory, min_length):
+          workers, scheduler_file, report, diameter, minmass, search_range, memory, min_length, fill_gaps):
     """The main job: track (videos) -> predict -> change points -> ensemble -> write.
 
     Writes RESULTS/store (HDF5 results store), RESULTS/segments.csv, RESULTS/ensemble.csv,
@@ -122,9 +104,9 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from anomalousnet import pipeline
-    from anomalousnet.changepoints import SegmentOptions
-    from anomalousnet.inference import BundleError
+    from anomalousnet.batch import pipeline
+    from anomalousnet.networks.bundle import BundleError
+    from anomalousnet.segments.segmentation import SegmentOptions
 
     try:
         nan = float("nan")
@@ -136,52 +118,61 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
         raise click.BadParameter(str(exc)) from None
     options = pipeline.InferOptions(model=model, batch_size=batch_size, pixel_size_um=pixel_size,
                                     frame_interval_s=frame_interval, segment=seg, report=report, workers=workers,
-                                    scheduler_file=scheduler_file, track_options=track)
+                                    scheduler_file=scheduler_file, track_options=track, fill_gaps=fill_gaps)
     try:
         summary = pipeline.run_infer(list(inputs), out_dir, options)
     except BundleError as exc:
         raise click.ClickException(f"model: {exc}") from None
-    click.echo(f"results: {summary.out_dir / pipeline.STORE_DIR} ({len(summary.written)} written, "
+    click.echo(f"results: {summary.out / pipeline.STORE_DIR} ({len(summary.written)} written, "
                f"{len(summary.kept)} kept from an earlier run)")
-    click.echo(f"segments: {summary.out_dir / 'segments.csv'}")
-    click.echo(f"ensemble: {summary.out_dir / 'ensemble.csv'}")
-    if summary.figures:
-        click.echo(f"figures: {summary.out_dir / pipeline.FIGURES_DIR} ({len(summary.figures)} PNG)")
-    if summary.device:
-        click.echo(f"networks ran on {summary.device}")
+    click.echo(f"segments: {summary.out / 'segments.csv'}")
+    click.echo(f"ensemble: {summary.out / 'ensemble.csv'}")
+    if summary.info.get("figures"):
+        click.echo(f"figures: {summary.out / pipeline.FIGURES_DIR} ({len(summary.info['figures'])} PNG)")
+    if summary.info.get("device"):
+        click.echo(f"networks ran on {summary.info['device']}")
     click.echo("time (s): " + ", ".join(f"{stage} {s:.1f}" for stage, s in summary.seconds.items()))
     if summary.failed:
         for item, reason in summary.failed.items():
             click.echo(f"FAILED {item}: {reason}", err=True)
-        click.echo(f"{len(summary.failed)} input(s) failed; see {summary.out_dir / 'summary.json'}", err=True)
+        click.echo(f"{len(summary.failed)} input(s) failed; see {summary.out / 'summary.json'}", err=True)
         sys.exit(1)
 
 
 @click.command()
-@click.argument("store_dir", metavar="STORE", type=click.Path(exists=True, file_okay=False))
+@input_options("results stores (e.g. RESULTS/store) that hold predictions")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
-              help="Folder for segments.csv and ensemble.csv [the store's parent folder].")
+              help="Folder for segments.csv and ensemble.csv [each store's parent folder].")
 @units_options
 @segment_options
 @dask_options
-def segment(store_dir, out_dir, pixel_size, frame_interval, penalty, width, min_dwell, noise, state_prior, workers,
+def segment(inputs, out_dir, pixel_size, frame_interval, penalty, width, min_dwell, noise, state_prior, workers,
             scheduler_file):
-    """Change points alone, on a store that already holds predictions (e.g. RESULTS/store).
+    """Change points alone, on stores that already hold predictions (e.g. RESULTS/store).
 
     Recomputes each shard's segments and ensemble tables in place (atomically) and
-    rewrites segments.csv and ensemble.csv.
+    rewrites segments.csv and ensemble.csv. (Results stores have no frame gaps: CSVs with
+    gaps are read by `infer --fill-gaps`.)
     """
-    from anomalousnet import pipeline
-    from anomalousnet import store as st
-    from anomalousnet.changepoints import SegmentOptions
+    from anomalousnet.batch import pipeline
+    from anomalousnet.batch.inputs import expand_inputs
+    from anomalousnet.io import store as st
+    from anomalousnet.segments.segmentation import SegmentOptions
 
     try:
         seg = SegmentOptions(penalty=penalty, width=width, min_dwell=min_dwell, noise=noise, state_prior=state_prior)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    try:
-        paths = pipeline.segment_store(store_dir, seg, out_dir, workers=workers or 1, scheduler_file=scheduler_file,
-                                       pixel_size_um=pixel_size, frame_interval_s=frame_interval)
-    except st.StoreError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"segmented {len(paths)} shard(s) of {store_dir}")
+    found, failed = expand_inputs(inputs, kinds=("store",))
+    for name, problem in failed.items():
+        click.echo(f"FAILED {name}: {problem}", err=True)
+    for store_dir in found["store"]:
+        try:
+            paths = pipeline.segment_store(store_dir, seg, out_dir, workers=workers or 1,
+                                           scheduler_file=scheduler_file, pixel_size_um=pixel_size,
+                                           frame_interval_s=frame_interval)
+        except st.StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"segmented {len(paths)} shard(s) of {store_dir}")
+    if failed:
+        sys.exit(1)

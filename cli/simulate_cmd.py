@@ -5,7 +5,7 @@ import sys
 
 import click
 
-MODEL_NAMES = ("single_state", "multi_state", "immobile_traps", "dimerization", "confinement")
+from anomalousnet.core.names import MODEL_NAMES
 
 
 @click.group()
@@ -61,7 +61,7 @@ def trajectories(out, n, seed, models, model_weights, directed_fraction, length,
 
     Example: anomalousnet-batch simulate trajectories --out train/ --n 100000 --seed 1
     """
-    from anomalousnet import simulate as sim
+    from anomalousnet.simulation import training_store as sim
 
     try:
         config = sim.SimulationConfig(length=length, min_length=min_length,
@@ -73,7 +73,7 @@ def trajectories(out, n, seed, models, model_weights, directed_fraction, length,
                                         scheduler_file=scheduler_file, progress=not no_progress)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{out}: {len(summary.written)} shards written, {len(summary.skipped)} kept from an earlier run, "
+    click.echo(f"{out}: {len(summary.written)} shards written, {len(summary.kept)} kept from an earlier run, "
                f"{len(summary.failed)} failed")
     click.echo(sim.format_counts(summary.counts))
     if summary.failed:
@@ -111,7 +111,7 @@ def andi(out, seed, experiments, fovs, videos, num_vip, length, particles, noise
 
     Example: anomalousnet-batch simulate andi --out andi/ --seed 1 --experiments 5 --fovs 2 --videos
     """
-    from anomalousnet import simulate as sim
+    from anomalousnet.simulation import andi_dataset as sim
 
     exps = int(experiments) if experiments.strip().isdigit() else [e.strip() for e in experiments.split(",") if e.strip()]
     try:
@@ -120,9 +120,10 @@ def andi(out, seed, experiments, fovs, videos, num_vip, length, particles, noise
                                     scheduler_file=scheduler_file, progress=not no_progress)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    n = sum(r["trajectories"] for r in summary.results.values())
-    click.echo(f"{out}: {len(summary.models)} experiments ({', '.join(summary.models)}), "
-               f"{len(summary.written)} FOVs written ({n} trajectories), {len(summary.skipped)} kept from an earlier "
+    n = sum(r["trajectories"] for r in summary.info["results"].values())
+    models = summary.info["models"]
+    click.echo(f"{out}: {len(models)} experiments ({', '.join(models)}), "
+               f"{len(summary.written)} FOVs written ({n} trajectories), {len(summary.kept)} kept from an earlier "
                f"run, {len(summary.failed)} failed")
     if summary.failed:
         for name, error in sorted(summary.failed.items()):

@@ -5,7 +5,8 @@ import sys
 
 import click
 
-from anomalousnet import store as st
+from anomalousnet.io import store as st
+from anomalousnet_cli.inputs import input_options
 
 
 @click.group()
@@ -14,10 +15,16 @@ def store() -> None:
 
 
 @store.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
-def validate(paths: tuple[str, ...]) -> None:
+@input_options("store directories or shard files")
+def validate(inputs: list[str]) -> None:
     """Validate store directories or single shard files against the schema (exit 1 if any fails)."""
-    failed = 0
+    from anomalousnet.batch.inputs import expand_inputs
+
+    found, problems = expand_inputs(inputs, kinds=("store", "shard"))
+    paths = [str(p) for kind in ("store", "shard") for p in found[kind]]
+    for name, problem in problems.items():
+        click.echo(f"INVALID {name}: {problem}", err=True)
+    failed = len(problems)
     for path in paths:
         try:
             result = st.validate_path(path)
@@ -32,7 +39,7 @@ def validate(paths: tuple[str, ...]) -> None:
             t = result.trajectories
             click.echo(f"ok {path}: {result.attrs['kind']} shard, {t.n_tracks} tracks, {t.n_points} points")
     if failed:
-        click.echo(f"{failed} of {len(paths)} failed validation", err=True)
+        click.echo(f"{failed} of {len(paths) + len(problems)} failed validation", err=True)
         sys.exit(1)
 
 

@@ -5,11 +5,11 @@ import sys
 
 import click
 
+from anomalousnet_cli.inputs import input_options
+
 
 @click.command()
-@click.option("--input", "-i", "inputs", multiple=True, metavar="PATTERN",
-              help="Video file, directory or quoted glob pattern (repeatable; more may follow as arguments).")
-@click.argument("more_inputs", nargs=-1, metavar="[PATTERN]...")
+@input_options("TIFF videos or folders of them")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Trajectory store directory.")
 @click.option("--diameter", type=int, default=None, help="Spot diameter, odd px [estimated per video].")
 @click.option("--minmass", type=float, default=None, help="Minimum feature mass [estimated per video].")
@@ -25,7 +25,7 @@ import click
 @click.option("--scheduler-file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Use the Dask cluster of this scheduler file instead of a local one.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar over videos.")
-def track(inputs, more_inputs, out, diameter, minmass, search_range, memory, min_length, andi_vip, pixel_size,
+def track(inputs, out, diameter, minmass, search_range, memory, min_length, andi_vip, pixel_size,
           frame_interval, workers, scheduler_file, progress) -> None:
     """Track particles in TIFF/OME-TIFF videos (trackpy) into a trajectory store, one shard per video.
 
@@ -36,12 +36,10 @@ def track(inputs, more_inputs, out, diameter, minmass, search_range, memory, min
     Example:
       anomalousnet-batch track --input 'data/*.tif' --out tracks/ --workers 4
     """
-    from anomalousnet import store as st
-    from anomalousnet.tracking import TrackOptions, track_videos
+    from anomalousnet.io import store as st
+    from anomalousnet.tracking.batch import track_videos
+    from anomalousnet.tracking.video_tracking import TrackOptions
 
-    patterns = list(inputs) + list(more_inputs)
-    if not patterns:
-        raise click.UsageError("give at least one video, directory or pattern (--input)")
     try:
         given = {"memory": memory} if memory is not None else {}
         options = TrackOptions(diameter=diameter, minmass=minmass, search_range=search_range, min_length=min_length,
@@ -49,11 +47,11 @@ def track(inputs, more_inputs, out, diameter, minmass, search_range, memory, min
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     try:
-        summary = track_videos(patterns, out, options, workers=workers, scheduler_file=scheduler_file,
+        summary = track_videos(inputs, out, options, workers=workers, scheduler_file=scheduler_file,
                                progress=progress)
     except st.StoreError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{out}: {len(summary.written)} video(s) tracked, {len(summary.skipped)} already complete, "
+    click.echo(f"{out}: {len(summary.written)} video(s) tracked, {len(summary.kept)} already complete, "
                f"{len(summary.failed)} failed")
     if summary.failed:
         for name, problem in summary.failed.items():

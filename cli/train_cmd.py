@@ -47,8 +47,8 @@ def train(data, target, preset, epochs, batch_size, learning_rate, val_fraction,
     anomalousnet-batch train --data sims/train --target all --preset cpu --epochs 20 --out mymodel
     horovodrun -np 4 -H localhost:4 anomalousnet-batch train --data 'sims/*' --preset paper --out big
     """
-    from anomalousnet import training as tr
-    from anomalousnet.store import StoreError
+    from anomalousnet.io.store import StoreError
+    from anomalousnet.networks import training as tr
 
     command = shlex.join(["anomalousnet-batch", *sys.argv[1:]])
     if made_by:
@@ -66,7 +66,7 @@ def train(data, target, preset, epochs, batch_size, learning_rate, val_fraction,
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {bundle}")
     if evaluate_on:
-        from anomalousnet.inference import read_meta
+        from anomalousnet.networks.bundle import read_meta
 
         overall = read_meta(bundle).get("evaluation", {}).get("overall", {})
         click.echo("held-out per-frame figures: " + ", ".join(

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anomalousnet import andi, baselines
-from anomalousnet import store as st
+from anomalousnet.andi import baselines, methods, scoring, submission
+from anomalousnet.io import andi_files as af
+from anomalousnet.io import store as st
 
 CLI = [sys.executable, "-m", "anomalousnet_cli"]
 
@@ -39,7 +40,7 @@ def _andi_dataset(root: Path, models=(1, 2), fovs=(2, 1), seed=3):
                 dst.mkdir(parents=True, exist_ok=True)
                 shutil.copy(src / "traj_labs_fov_0.txt", dst / f"traj_labs_fov_{fov}.txt")
                 shutil.copy(src / "ensemble_labels.txt", dst / "ensemble_labels.txt")
-            andi.write_vip_idx(ref / "track_1" / f"exp_{exp}" / f"vip_idx_fov_{fov}.txt", [0, 2, 4])
+            af.write_vip_idx(ref / "track_1" / f"exp_{exp}" / f"vip_idx_fov_{fov}.txt", [0, 2, 4])
             (public / "track_2" / f"exp_{exp}").mkdir(parents=True, exist_ok=True)
             shutil.copy(src / "trajs_fov_0.csv", public / "track_2" / f"exp_{exp}" / f"trajs_fov_{fov}.csv")
     return ref, public
@@ -51,38 +52,38 @@ def dataset(tmp_path_factory):
 
 
 def test_label_line_round_trip_and_parse_errors(tmp_path):
-    label = andi.TrajectoryLabel(7, (1.5, 0.01), (0.8, 0.3), (2, 0), (120,), 200)
-    path = andi.write_labels(tmp_path / "fov_0.txt", [label])
+    label = af.TrajectoryLabel(7, (1.5, 0.01), (0.8, 0.3), (2, 0), (120,), 200)
+    path = af.write_labels(tmp_path / "fov_0.txt", [label])
     assert path.read_text() == "7,1.5,0.8,2,120,0.01,0.3,0,200\n"
-    back, problems = andi.read_labels(path)
+    back, problems = af.read_labels(path)
     assert back == [label] and not problems
     assert back[0].per_frame()["state"].tolist() == [2] * 120 + [0] * 80
     for bad, why in [("1,1.0,1.0,2", "fields"), ("1,1.0,x,2,200", "not a number"), ("1,1.0,1.0,2.5,200", "integers"),
                      ("1,1,1,2,150,1,1,2,100", "increase"), ("1,nan,1,2,200", "NaN")]:
         (tmp_path / "bad.txt").write_text(bad + "\n")
-        with pytest.raises(andi.AndiFormatError, match=why) as err:
-            andi.read_labels(tmp_path / "bad.txt")
+        with pytest.raises(af.AndiFormatError, match=why) as err:
+            af.read_labels(tmp_path / "bad.txt")
         assert "bad.txt:1" in str(err.value)
 
 
 def test_ensemble_round_trip_and_errors(tmp_path):
-    ens = andi.EnsembleLabel("multi_state", np.array([[1.1, 0.5], [0.01, 0.01], [1.0, 0.05], [0.01, 0.0005],
+    ens = af.EnsembleLabel("multi_state", np.array([[1.1, 0.5], [0.01, 0.01], [1.0, 0.05], [0.01, 0.0005],
                                                       [0.7, 0.3]]))
-    back = andi.read_ensemble(andi.write_ensemble(tmp_path / "ensemble_labels.txt", ens))
+    back = af.read_ensemble(af.write_ensemble(tmp_path / "ensemble_labels.txt", ens))
     assert back.model == "multi_state" and np.array_equal(back.matrix, ens.matrix)
     # the official reader (np.loadtxt, skiprows=1, ';') reads the same numbers
     assert np.array_equal(np.loadtxt(tmp_path / "ensemble_labels.txt", skiprows=1, delimiter=";"), ens.matrix)
     (tmp_path / "e.txt").write_text("model: x; num_state: 1\n1\n2\n3\n")
-    with pytest.raises(andi.AndiFormatError, match="3 rows of numbers; expected 5"):
-        andi.read_ensemble(tmp_path / "e.txt")
+    with pytest.raises(af.AndiFormatError, match="3 rows of numbers; expected 5"):
+        af.read_ensemble(tmp_path / "e.txt")
 
 
 def test_reference_submitted_as_prediction_scores_perfectly(dataset, tmp_path):
     ref, _ = dataset
-    andi.reference_as_submission(ref, tmp_path / "sub")
+    scoring.reference_as_submission(ref, tmp_path / "sub")
     assert sorted(p.name for p in (tmp_path / "sub" / "track_1" / "exp_0").iterdir()) == \
         ["ensemble_labels.txt", "fov_0.txt", "fov_1.txt"]
-    report = andi.score(tmp_path / "sub", ref)
+    report = scoring.score(tmp_path / "sub", ref)
     assert report.complete and report.tracks() == [1, 2]
     for track in (1, 2):
         overall = report.overall(track)
@@ -97,12 +98,12 @@ def test_reference_submitted_as_prediction_scores_perfectly(dataset, tmp_path):
 def test_missing_fov_file_is_reported_not_scored_at_maximum_error(dataset, tmp_path):
     ref, _ = dataset
     sub = tmp_path / "sub"
-    andi.reference_as_submission(ref, sub, tracks=[2])
+    scoring.reference_as_submission(ref, sub, tracks=[2])
     (sub / "track_2" / "exp_0" / "fov_1.txt").unlink()
-    report = andi.score(sub, ref, tracks=[2], ensemble=False)
+    report = scoring.score(sub, ref, tracks=[2], ensemble=False)
     assert [(p.kind, Path(p.path).name) for p in report.problems] == [("missing_file", "fov_1.txt")]
     exp0 = report.experiments[0]
-    n_fov1 = len(andi.read_labels(ref / "track_2" / "exp_0" / "traj_labs_fov_1.txt")[0])
+    n_fov1 = len(af.read_labels(ref / "track_2" / "exp_0" / "traj_labs_fov_1.txt")[0])
     assert exp0.n_scored == exp0.n_expected - n_fov1
     assert exp0.metrics["alpha_mae"] == 0 and exp0.metrics["cp_jaccard"] == 1  # the rest still scores perfectly
     out = subprocess.run([*CLI, "andi", "score", "--sub", str(sub), "--ref", str(ref), "--tracks", "2",
@@ -114,27 +115,27 @@ def test_missing_fov_file_is_reported_not_scored_at_maximum_error(dataset, tmp_p
 def test_malformed_lines_and_wrong_indices_are_reported(dataset, tmp_path):
     ref, _ = dataset
     sub = tmp_path / "sub"
-    andi.reference_as_submission(ref, sub)
+    scoring.reference_as_submission(ref, sub)
     path = sub / "track_2" / "exp_1" / "fov_0.txt"
     lines = path.read_text().splitlines()
-    first = andi.parse_label_line(lines[0].split(","))
+    first = af.parse_label_line(lines[0].split(","))
     lines[0] = "garbage,1"
     lines[1] = lines[1] + ",5"  # wrong field count
-    lines.append(",".join(andi.fallback_label(9999, 10).to_fields()))  # not a trajectory of the reference
-    third = andi.parse_label_line(lines[2].split(","))
-    lines.append(",".join(andi.fallback_label(third.idx, third.T).to_fields()))  # duplicate index
+    lines.append(",".join(submission.fallback_label(9999, 10).to_fields()))  # not a trajectory of the reference
+    third = af.parse_label_line(lines[2].split(","))
+    lines.append(",".join(submission.fallback_label(third.idx, third.T).to_fields()))  # duplicate index
     path.write_text("\n".join(lines) + "\n")
     (sub / "track_1" / "exp_1" / "fov_0.txt").write_text(
-        ",".join(andi.fallback_label(1, 200).to_fields()) + "\n")  # 1 is not a VIP; 0, 2, 4 are missing
+        ",".join(submission.fallback_label(1, 200).to_fields()) + "\n")  # 1 is not a VIP; 0, 2, 4 are missing
     (sub / "track_2" / "exp_0" / "ensemble_labels.txt").write_text("model: x; num_state: 1\n1;2\n")
-    report = andi.score(sub, ref)
+    report = scoring.score(sub, ref)
     kinds = sorted(p.kind for p in report.problems)
     assert kinds == sorted(["malformed_line", "malformed_line", "unexpected_trajectory", "duplicate_trajectory",
                             "missing_trajectory", "unexpected_trajectory", "missing_trajectory", "malformed_file"])
     assert any("track 1 takes exactly the VIP indices" in p.detail for p in report.problems)
     exp1 = [e for e in report.experiments if e.track == 2 and e.exp == 1][0]
     assert exp1.n_scored == exp1.n_expected - 2 and exp1.metrics["alpha_mae"] == 0
-    second = andi.parse_label_line(lines[1].split(",")[:-1])
+    second = af.parse_label_line(lines[1].split(",")[:-1])
     missing = [p.detail for p in report.problems if p.kind == "missing_trajectory" and "track_2" in p.path][0]
     assert f"{sorted([first.idx, second.idx])}" in missing  # the two malformed lines' trajectories
 
@@ -146,9 +147,9 @@ def test_scores_equal_the_official_scorer(dataset, tmp_path):
 
     ref, public = dataset
     sub = tmp_path / "sub"
-    summary = andi.run_public(public, sub, baselines.classical, tracks=[2], progress=False)
-    assert summary.n_fallback == {}
-    report = andi.score(sub, ref, tracks=[2])
+    summary = submission.run_public(public, sub, baselines.classical, tracks=[2], progress=False)
+    assert summary.counts.get("fallback", {}) == {}
+    report = scoring.score(sub, ref, tracks=[2])
     assert report.complete
     ref2 = tmp_path / "ref2"  # the official scorer needs every track of the reference submitted
     shutil.copytree(ref / "track_2", ref2 / "track_2")
@@ -171,29 +172,29 @@ def test_run_writes_a_line_for_every_trajectory_and_counts_fallbacks(dataset, tm
 
     def fails_on_second_fov(traj):
         if traj.n_tracks and traj.tracks["particle"].tolist() == \
-                andi.read_andi_csv(public / "track_2" / "exp_0" / "trajs_fov_1.csv").tracks["particle"].tolist():
+                af.read_andi_csv(public / "track_2" / "exp_0" / "trajs_fov_1.csv").tracks["particle"].tolist():
             raise RuntimeError("cannot handle this field of view")
         labels = baselines.classical(traj)
         return labels[1:]  # the first trajectory is left to the fallback
 
     # batch_tracks=1: one method call per FOV, so the failure stays within FOV 1
-    summary = andi.run_public(public, tmp_path / "sub", fails_on_second_fov, tracks=[2], progress=False,
-                              batch_tracks=1)
-    n_fov1 = andi.read_andi_csv(public / "track_2" / "exp_0" / "trajs_fov_1.csv").n_tracks
-    assert summary.n_fallback[2] == n_fov1 + 2  # whole FOV 1 of exp 0, one trajectory of each other FOV
-    assert len(summary.failures) == 1 and "cannot handle" in summary.failures[0]
+    summary = submission.run_public(public, tmp_path / "sub", fails_on_second_fov, tracks=[2], progress=False,
+                                    batch_tracks=1)
+    n_fov1 = af.read_andi_csv(public / "track_2" / "exp_0" / "trajs_fov_1.csv").n_tracks
+    assert summary.counts["fallback"][2] == n_fov1 + 2  # whole FOV 1 of exp 0, one trajectory of each other FOV
+    assert len(summary.failed) == 1 and "cannot handle" in list(summary.failed.values())[0]
     for exp, fov in [(0, 0), (0, 1), (1, 0)]:
-        trajs = andi.read_andi_csv(public / "track_2" / f"exp_{exp}" / f"trajs_fov_{fov}.csv")
-        df = load_file_to_df(andi.submission_path(tmp_path / "sub", 2, exp, fov))  # the official parser
+        trajs = af.read_andi_csv(public / "track_2" / f"exp_{exp}" / f"trajs_fov_{fov}.csv")
+        df = load_file_to_df(af.submission_path(tmp_path / "sub", 2, exp, fov))  # the official parser
         assert sorted(df.traj_idx.astype(int)) == sorted(trajs.tracks["particle"].tolist())
         assert [cp[-1] for cp in df.changepoints] == [float(n) for n in trajs.lengths]
-    assert andi.score(tmp_path / "sub", ref, tracks=[2], ensemble=False).complete
+    assert scoring.score(tmp_path / "sub", ref, tracks=[2], ensemble=False).complete
 
 
 def test_batched_fields_of_view_give_the_same_lines_as_one_by_one(dataset, tmp_path):
     _, public = dataset
-    andi.run_public(public, tmp_path / "one", baselines.classical, tracks=[2], progress=False, batch_tracks=1)
-    andi.run_public(public, tmp_path / "all", baselines.classical, tracks=[2], progress=False)  # one call
+    submission.run_public(public, tmp_path / "one", baselines.classical, tracks=[2], progress=False, batch_tracks=1)
+    submission.run_public(public, tmp_path / "all", baselines.classical, tracks=[2], progress=False)  # one call
     files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.txt"))
     assert len(files) == 5  # 3 FOV files + 2 ensembles
     for f in files:
@@ -205,7 +206,7 @@ def test_track1_run_writes_exactly_the_vip_indices(tmp_path):
     index, in the official format, and scores against a reference built from the video's truth."""
     from andi_datasets.utils_challenge import load_file_to_df
 
-    from anomalousnet.video import SyntheticVideo
+    from anomalousnet.simulation.synthetic_video import SyntheticVideo
 
     public, ref = tmp_path / "public", tmp_path / "ref"
     video = SyntheticVideo(n_frames=60, shape=(64, 64), n_particles=6, D=0.2, seed=4)
@@ -213,19 +214,19 @@ def test_track1_run_writes_exactly_the_vip_indices(tmp_path):
     exp_dir.mkdir(parents=True)
     truth = video.write(exp_dir / "videos_fov_0.tiff", vips=3, layout="andi")
     vips = [0, 2, 1, 5]  # 5 has no label mark in the video: tracking cannot find it
-    andi.write_vip_idx(exp_dir / "vip_idx_fov_0.txt", vips)
-    summary = andi.run_public(public, tmp_path / "sub", baselines.classical, tracks=[1], tracker=andi.default_tracker(),
+    af.write_vip_idx(exp_dir / "vip_idx_fov_0.txt", vips)
+    summary = submission.run_public(public, tmp_path / "sub", baselines.classical, tracks=[1], tracker=methods.default_tracker(),
                               progress=False)
     df = load_file_to_df(tmp_path / "sub" / "track_1" / "exp_0" / "fov_0.txt")
     assert sorted(df.traj_idx.astype(int)) == sorted(vips)
-    assert summary.fallback_reasons == {"not found by tracking": 1}
+    assert summary.counts["fallback_reasons"] == {"not found by tracking": 1}
     # reference from the truth: Brownian, alpha 1, K = D, state free, whole video
-    labels = [andi.TrajectoryLabel(int(p), (0.2,), (1.0,), (2,), (), 60) for p in sorted(truth.particle.unique())]
-    andi.write_labels(ref / "track_1" / "exp_0" / "traj_labs_fov_0.txt", labels)
-    andi.write_vip_idx(ref / "track_1" / "exp_0" / "vip_idx_fov_0.txt", vips)
-    report = andi.score(tmp_path / "sub", ref, tracks=[1], ensemble=False)
+    labels = [af.TrajectoryLabel(int(p), (0.2,), (1.0,), (2,), (), 60) for p in sorted(truth.particle.unique())]
+    af.write_labels(ref / "track_1" / "exp_0" / "traj_labs_fov_0.txt", labels)
+    af.write_vip_idx(ref / "track_1" / "exp_0" / "vip_idx_fov_0.txt", vips)
+    report = scoring.score(tmp_path / "sub", ref, tracks=[1], ensemble=False)
     assert report.complete and report.overall(1)["n_scored"] == 4
-    lines = {l.idx: l for l in andi.read_labels(tmp_path / "sub" / "track_1" / "exp_0" / "fov_0.txt")[0]}
+    lines = {l.idx: l for l in af.read_labels(tmp_path / "sub" / "track_1" / "exp_0" / "fov_0.txt")[0]}
     assert all(lines[v].T == 60 for v in (0, 1, 2))  # tracked over the whole video
     assert all(abs(np.log(k / 0.2)) < np.log(2) for v in (0, 1, 2) for k in lines[v].K)
 
@@ -257,7 +258,7 @@ def test_model_method_writes_a_complete_submission(dataset, tmp_path):
                           "--method", "model"], capture_output=True, text=True, timeout=600,
                          env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert out.returncode == 0, out.stderr[-2000:]
-    report = andi.score(tmp_path / "sub", ref, tracks=[2], ensemble=False)
+    report = scoring.score(tmp_path / "sub", ref, tracks=[2], ensemble=False)
     assert report.complete, [str(p) for p in report.problems]
     overall = report.overall(2)
     assert overall["n_scored"] == overall["n_expected"] > 0
@@ -265,7 +266,7 @@ def test_model_method_writes_a_complete_submission(dataset, tmp_path):
 
 
 def test_benchmark_scores_methods_side_by_side(tmp_path):
-    from anomalousnet import benchmark as bm
+    from anomalousnet.andi import benchmark as bm
 
     options = bm.BenchmarkOptions(quick=True, seed=1, fovs=1, methods=("classical", "naive"))
     result = bm.run_benchmark(tmp_path, options, progress=False)
@@ -293,7 +294,7 @@ def test_track1_vip_picked_up_late_keeps_the_reference_time_axis(tmp_path):
     exp_dir = tmp_path / "public" / "track_1" / "exp_0"
     exp_dir.mkdir(parents=True)
     (exp_dir / "videos_fov_0.tiff").write_bytes(b"")  # the tracker below does not read it
-    andi.write_vip_idx(exp_dir / "vip_idx_fov_0.txt", [0, 1])
+    af.write_vip_idx(exp_dir / "vip_idx_fov_0.txt", [0, 1])
     rng = np.random.default_rng(0)
     tracked = st.Trajectories.from_arrays(
         [{"frame": np.arange(3, 53), "x": rng.normal(size=50).cumsum(), "y": rng.normal(size=50).cumsum()},
@@ -301,13 +302,13 @@ def test_track1_vip_picked_up_late_keeps_the_reference_time_axis(tmp_path):
         {"particle": np.array([7, 8]), "vip": np.array([1, -1])})
 
     def method(traj):
-        return [andi.TrajectoryLabel(int(p), (1.0, 0.1), (1.0, 0.5), (2, 1), (10,), int(n))
+        return [af.TrajectoryLabel(int(p), (1.0, 0.1), (1.0, 0.5), (2, 1), (10,), int(n))
                 for p, n in zip(traj.tracks["particle"], traj.lengths)]
 
-    summary = andi.run_public(tmp_path / "public", tmp_path / "sub", method, tracks=[1], tracker=lambda video: tracked,
+    summary = submission.run_public(tmp_path / "public", tmp_path / "sub", method, tracks=[1], tracker=lambda video: tracked,
                               progress=False)
-    lines = {l.idx: l for l in andi.read_labels(tmp_path / "sub" / "track_1" / "exp_0" / "fov_0.txt")[0]}
-    assert sorted(lines) == [0, 1] and summary.fallback_reasons == {"not found by tracking": 1}
+    lines = {l.idx: l for l in af.read_labels(tmp_path / "sub" / "track_1" / "exp_0" / "fov_0.txt")[0]}
+    assert sorted(lines) == [0, 1] and summary.counts["fallback_reasons"] == {"not found by tracking": 1}
     assert lines[1].cps == (13,) and lines[1].T == 53 and lines[1].alpha == (1.0, 0.5)
 
 
@@ -315,11 +316,11 @@ def test_cli_run_names_an_untrackable_video_and_still_writes_every_vip(tmp_path)
     exp_dir = tmp_path / "public" / "track_1" / "exp_0"
     exp_dir.mkdir(parents=True)
     (exp_dir / "videos_fov_0.tiff").write_bytes(b"not a tiff")
-    andi.write_vip_idx(exp_dir / "vip_idx_fov_0.txt", [0, 1, 2])
+    af.write_vip_idx(exp_dir / "vip_idx_fov_0.txt", [0, 1, 2])
     out = subprocess.run([*CLI, "andi", "run", "--public", str(tmp_path / "public"), "--out", str(tmp_path / "sub"),
                           "--tracks", "1", "--method", "naive", "--workers", "1"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 1
     assert "videos_fov_0.tiff" in out.stderr and "3 fallback" in out.stdout
-    lines = andi.read_labels(tmp_path / "sub" / "track_1" / "exp_0" / "fov_0.txt")[0]
+    lines = af.read_labels(tmp_path / "sub" / "track_1" / "exp_0" / "fov_0.txt")[0]
     assert [l.idx for l in lines] == [0, 1, 2] and all(l.T == 200 for l in lines)  # the challenge's T

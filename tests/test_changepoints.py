@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import ruptures as rpt
 
-from anomalousnet import changepoints as cp
-from anomalousnet.store import Trajectories
+from anomalousnet.segments import detector as det
+from anomalousnet.segments import segmentation as cp
+from anomalousnet.core.trajectories import Trajectories
 
 
 def piecewise(n, cps, alphas, ks, states, rng, noise=0.1, flip=0.05):
@@ -35,7 +36,7 @@ CASES = [  # (length, change points, alphas, Ks, states)
 
 # A penalty for these signals' noise (0.1): the default (cp.SegmentOptions().penalty) is
 # tuned for the default model's noisier predictions and the AnDi-2 Jaccard index (see
-# cp.TUNING), which rewards predicting no change point where there is none.
+# benchmarks/TUNING.md), which rewards predicting no change point where there is none.
 SENSITIVE = cp.SegmentOptions(penalty=8.0)
 
 
@@ -127,13 +128,13 @@ def test_unequal_lengths_are_rejected():
 def test_cumsum_cost_equals_ruptures_l2_and_gives_the_same_breakpoints():
     rng = np.random.default_rng(5)
     signal = np.concatenate([rng.normal(0, 1, (70, 3)), rng.normal(2, 1, (60, 3)), rng.normal(-1, 1, (70, 3))])
-    fast, ref = cp.CostL2Cumsum().fit(signal), rpt.costs.CostL2().fit(signal)
+    fast, ref = det.CostL2Cumsum().fit(signal), rpt.costs.CostL2().fit(signal)
     for a, b in [(0, 200), (3, 17), (50, 51), (69, 140)]:
         assert fast.error(a, b) == pytest.approx(ref.error(a, b), rel=1e-9, abs=1e-9)
-    ours = rpt.Window(width=20, custom_cost=cp.CostL2Cumsum(), min_size=3, jump=1).fit_predict(signal, pen=20)
+    ours = rpt.Window(width=20, custom_cost=det.CostL2Cumsum(), min_size=3, jump=1).fit_predict(signal, pen=20)
     theirs = rpt.Window(width=20, model="l2", min_size=3, jump=1).fit_predict(signal, pen=20)
     assert ours == theirs and ours[:-1] == pytest.approx([70, 130], abs=2)
-    fast = cp.WindowL2(width=20, min_size=3).fit(signal)
+    fast = det.WindowL2(width=20, min_size=3).fit(signal)
     slow = rpt.Window(width=20, model="l2", min_size=3, jump=1).fit(signal)
     assert np.array_equal(fast.inds, slow.inds) and np.allclose(fast.score, slow.score, rtol=1e-9, atol=1e-9)
     assert fast.predict(pen=20) == theirs
@@ -150,7 +151,7 @@ def _shard(rng, n_tracks=40):
 
 
 def test_segment_trajectories_covers_every_track_and_dask_matches_serial():
-    from anomalousnet.parallel import dask_client
+    from anomalousnet.batch.cluster import dask_client
 
     traj = _shard(np.random.default_rng(11))
     serial = cp.segment_trajectories(traj, tracks_per_block=7)
@@ -218,7 +219,7 @@ def test_positions_place_a_blurred_change_of_K_and_refine_its_values():
 
 
 def test_msd_fit_recovers_K_and_alpha_of_a_long_brownian_segment():
-    from anomalousnet.msd import msd_fit
+    from anomalousnet.segments.msd import msd_fit
 
     rng = np.random.default_rng(5)
     fits = np.array([msd_fit(*brownian(200, 0.5, rng)) for _ in range(30)])

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 
 from anomalousnet import __version__
-from anomalousnet import store as st
+from anomalousnet.io import store as st
 
 CLI = [sys.executable, "-m", "anomalousnet_cli"]
 

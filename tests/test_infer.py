@@ -9,18 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anomalousnet import changepoints as cp
+from anomalousnet.segments import segmentation as cp
 from anomalousnet import ensemble as ens
-from anomalousnet import pipeline
-from anomalousnet import store as st
-from anomalousnet import trajectory_io as tio
+from anomalousnet.batch import pipeline
+from anomalousnet.batch.inputs import expand_inputs
+from anomalousnet.io import store as st
+from anomalousnet.io import andi_files as tio
 
 MODEL = "default"
 
 
 def csv_fov(path, n, seed):
     """An AnDi-style CSV of ``n`` simulated trajectories (andi-datasets models)."""
-    from anomalousnet.simulate import simulate_tracks
+    from anomalousnet.simulation.training_store import simulate_tracks
 
     traj, _ = simulate_tracks(n, seed=seed)
     plain = st.Trajectories(traj.offsets, {c: traj.points[c] for c in ("frame", "x", "y")},
@@ -61,7 +62,7 @@ def check_results(out, expected_fovs, bundle_sha):
 
 @pytest.fixture(scope="module")
 def bundle():
-    from anomalousnet.inference import load_bundle
+    from anomalousnet.networks.bundle import load_bundle
 
     return load_bundle(MODEL)
 
@@ -92,7 +93,7 @@ def test_csv_inputs_end_to_end_resume_and_bad_files(tmp_path, bundle):
     matrix = np.loadtxt(ensemble_files[0], skiprows=1, delimiter=";", ndmin=2)
     assert matrix.shape[0] == 5 and matrix[4].sum() == pytest.approx(1.0)
     assert json.loads((out / "summary.json").read_text())["failed"] == summary.failed
-    assert summary.device.startswith("tensorflow: ") and {"predict", "segment", "write"} <= set(summary.seconds)
+    assert summary.info["device"].startswith("tensorflow: ") and {"predict", "segment", "write"} <= set(summary.seconds)
 
     # Re-run: complete shards are kept untouched; a lost shard (crash) is redone alone.
     shards = sorted((out / "store").glob("*.h5"))
@@ -116,7 +117,7 @@ def test_csv_inputs_end_to_end_resume_and_bad_files(tmp_path, bundle):
 
 
 def test_video_inputs_are_tracked_then_analysed(tmp_path, bundle):
-    from anomalousnet.video import SyntheticVideo
+    from anomalousnet.simulation.synthetic_video import SyntheticVideo
 
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -135,8 +136,8 @@ def test_video_inputs_are_tracked_then_analysed(tmp_path, bundle):
     for shard in st.iter_shards(out / "store"):
         assert shard.attrs["source_path"].endswith(".tif") and shard.attrs["tracks_path"]
         assert "vip" in shard.trajectories.tracks and "interpolated" in shard.trajectories.points
-    assert len(summary.figures) == 2
-    assert all(p.stat().st_size > 10_000 and p.read_bytes()[:4] == b"\x89PNG" for p in summary.figures)
+    assert len(summary.info["figures"]) == 2
+    assert all(p.stat().st_size > 10_000 and p.read_bytes()[:4] == b"\x89PNG" for p in summary.info["figures"])
 
 
 def test_cli_exit_status_and_segment_command(tmp_path):
@@ -196,7 +197,7 @@ def test_csv_reader_sorts_rows_and_reads_andi_floats(tmp_path):
     assert np.array_equal(again.points["y"], traj.points["y"]) and again.offsets.tolist() == [0, 2, 4]
 
 
-def test_ensemble_is_frame_weighted_per_state():
+def test_ensemble_is_frame_weighted_per_state(tmp_path):
     seg = {"start": np.array([0, 10, 0, 0]), "end": np.array([10, 40, 20, 5]),
            "alpha": np.array([0.5, 1.0, 0.7, 0.0]), "K": np.array([1.0, 2.0, 3.0, 0.0]),
            "state": np.array([2, 2, 1, 0])}
@@ -206,7 +207,7 @@ def test_ensemble_is_frame_weighted_per_state():
     assert e["alpha_mean"][2] == pytest.approx(0.25 * 0.5 + 0.75 * 1.0)
     assert e["alpha_var"][2] == pytest.approx(0.25 * 0.375 ** 2 + 0.75 * 0.125 ** 2)
     assert e["K_mean"][2] == pytest.approx(1.75) and e["K_var"][1] == 0.0
-    text = ens.format_andi(e, model="multi_state")
+    text = tio.write_ensemble(tmp_path / "e.txt", tio.EnsembleLabel("multi_state", ens.andi_matrix(e))).read_text()
     assert text.splitlines()[0] == "model: multi_state; num_state: 3 "
     assert np.allclose(np.loadtxt(text.splitlines()[1:], delimiter=";"), ens.andi_matrix(e))
 
@@ -220,7 +221,7 @@ def test_inputs_are_sorted_by_type_and_unusable_ones_named(tmp_path):
     st.write_shard(tmp_path / "store" / "s.h5", traj)
     st.write_index(tmp_path / "store", "trajectories")
     (tmp_path / "empty").mkdir()
-    found, failed = pipeline.expand_inputs([str(tmp_path / "folder"), str(tmp_path / "*.TIFF"),
+    found, failed = expand_inputs([str(tmp_path / "folder"), str(tmp_path / "*.TIFF"),
                                             str(tmp_path / "store"), str(tmp_path / "store" / "s.h5"),
                                             str(tmp_path / "folder" / "a.csv"),  # a duplicate
                                             str(tmp_path / "odd.json"), str(tmp_path / "empty"),
@@ -234,7 +235,7 @@ def test_inputs_are_sorted_by_type_and_unusable_ones_named(tmp_path):
 
 
 def test_unusable_model_is_a_clear_error_before_anything_is_written(tmp_path):
-    from anomalousnet.inference import BundleError
+    from anomalousnet.networks.bundle import BundleError
 
     with pytest.raises(BundleError, match="not a model bundle"):
         pipeline.run_infer([str(tmp_path)], tmp_path / "results", pipeline.InferOptions(model=str(tmp_path / "no")))

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from anomalousnet import features as ft
-from anomalousnet import inference as inf
-from anomalousnet import store as st
+from anomalousnet.networks import bundle as bdl
+from anomalousnet.networks import predict as prd
+from anomalousnet.io import store as st
 
 
 def random_walks(lengths, seed=0, step=1.0):
@@ -29,12 +30,12 @@ def scaled(traj, c):
 
 @pytest.fixture(scope="module")
 def bundle():
-    return inf.load_bundle("default")
+    return bdl.load_bundle("default")
 
 
 @pytest.fixture(scope="module")
 def simulated():
-    from anomalousnet.simulate import simulate_tracks
+    from anomalousnet.simulation.training_store import simulate_tracks
 
     traj, _ = simulate_tracks(60, seed=11)
     return traj
@@ -96,7 +97,7 @@ def test_training_batch_normalises_K_like_inputs():
 # ----------------------------------------------------------------------------- networks
 
 def test_networks_heads_ranges_and_presets():
-    from anomalousnet import model as mdl
+    from anomalousnet.networks import model as mdl
 
     x = np.random.default_rng(0).normal(size=(2, 208, 3)).astype("float32")
     alpha = np.asarray(mdl.build("alpha", "cpu")(x))
@@ -115,7 +116,7 @@ def test_networks_heads_ranges_and_presets():
 
 
 def test_masked_losses_ignore_padding_and_match_by_hand():
-    from anomalousnet import model as mdl
+    from anomalousnet.networks import model as mdl
 
     y = np.array([[1.0, 0.5, 9.0, 9.0]], np.float32)
     p = np.array([[0.8, 0.9, 0.0, 0.0]], np.float32)
@@ -137,20 +138,20 @@ def test_masked_losses_ignore_padding_and_match_by_hand():
 # ----------------------------------------------------------------------------- bundles and predict
 
 def test_default_bundle_is_complete_and_small(bundle):
-    assert bundle.path == inf.DEFAULT_BUNDLE and set(bundle.targets) == {"alpha", "K", "state"}
+    assert bundle.path == bdl.DEFAULT_BUNDLE and set(bundle.targets) == {"alpha", "K", "state"}
     total = sum(p.stat().st_size for p in bundle.path.iterdir())
     assert total <= 20 * 2 ** 20
     meta = bundle.meta
     assert meta["input"]["features"]["length"] == 208 and "scaling" in meta["input"]
     for head in meta["heads"].values():
         assert head["preset"] == "cpu" and head["training"]["command"] and head["validation"]
-    assert len(bundle.sha256) == 64 and inf.load_bundle(None).sha256 == bundle.sha256
+    assert len(bundle.sha256) == 64 and bdl.load_bundle(None).sha256 == bundle.sha256
 
 
 def test_predict_any_length_with_documented_fallbacks(bundle):
     lengths = [1, 2, 3, 20, 208, 209, 700]
     traj = random_walks(lengths, seed=4)
-    pred = inf.predict(bundle, traj, batch_size=4)
+    pred = prd.predict(bundle, traj, batch_size=4)
     for name, dtype in (("pred_alpha", np.float32), ("pred_K", np.float32), ("pred_state", np.int8)):
         assert pred[name].dtype == dtype and pred[name].shape == (traj.n_points,)
         assert np.isfinite(pred[name].astype(float)).all()
@@ -161,14 +162,14 @@ def test_predict_any_length_with_documented_fallbacks(bundle):
     assert np.all((pred["pred_alpha"] >= 0) & (pred["pred_alpha"] <= 2)) and np.all(pred["pred_K"] > 0)
     assert set(np.unique(pred["pred_state"])) <= {0, 1, 2, 3}
     # batch size does not change the numbers (fixed-shape chunks, padding never leaks)
-    again = inf.predict(bundle, traj, batch_size=1024)
+    again = prd.predict(bundle, traj, batch_size=1024)
     np.testing.assert_allclose(again["pred_alpha"], pred["pred_alpha"], atol=1e-5)
 
 
 @pytest.mark.parametrize("c", [0.05, 30.0])
 def test_default_model_K_scales_as_c_squared_alpha_and_state_do_not_change(bundle, simulated, c):
-    base = inf.predict(bundle, simulated)
-    big = inf.predict(bundle, scaled(simulated, c))
+    base = prd.predict(bundle, simulated)
+    big = prd.predict(bundle, scaled(simulated, c))
     net = np.repeat(~base["fallback"], simulated.lengths)
     assert net.sum() > 1000
     ratio = big["pred_K"][net] / (base["pred_K"][net] * c ** 2)
@@ -179,9 +180,9 @@ def test_default_model_K_scales_as_c_squared_alpha_and_state_do_not_change(bundl
 
 def test_default_model_beats_constant_guesses_on_simulated_tracks(bundle, simulated):
     """The shipped model has learnt something: better than the best constant per target."""
-    from anomalousnet.training import frame_metrics
+    from anomalousnet.networks.evaluation import frame_metrics
 
-    pred = inf.predict(bundle, simulated)
+    pred = prd.predict(bundle, simulated)
     p = simulated.points
     m = frame_metrics(p["alpha"], p["K"], p["state"], pred["pred_alpha"], pred["pred_K"], pred["pred_state"])
     assert m["alpha_mae"] < np.mean(np.abs(p["alpha"] - np.median(p["alpha"])))
@@ -191,18 +192,18 @@ def test_default_model_beats_constant_guesses_on_simulated_tracks(bundle, simula
 
 
 def test_bad_bundles_are_clear_errors(tmp_path):
-    with pytest.raises(inf.BundleError, match="nowhere: not a model bundle directory"):
-        inf.load_bundle(tmp_path / "nowhere")
+    with pytest.raises(bdl.BundleError, match="nowhere: not a model bundle directory"):
+        bdl.load_bundle(tmp_path / "nowhere")
     (tmp_path / "b").mkdir()
-    with pytest.raises(inf.BundleError, match="no model.json"):
-        inf.load_bundle(tmp_path / "b")
+    with pytest.raises(bdl.BundleError, match="no model.json"):
+        bdl.load_bundle(tmp_path / "b")
     (tmp_path / "b" / "model.json").write_text(json.dumps({"format": "other"}))
-    with pytest.raises(inf.BundleError, match="format is 'other'"):
-        inf.load_bundle(tmp_path / "b")
-    meta = json.loads((inf.DEFAULT_BUNDLE / "model.json").read_text())
+    with pytest.raises(bdl.BundleError, match="format is 'other'"):
+        bdl.load_bundle(tmp_path / "b")
+    meta = json.loads((bdl.DEFAULT_BUNDLE / "model.json").read_text())
     (tmp_path / "b" / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(inf.BundleError, match=r"alpha.weights.h5: weights of the 'alpha' head are missing"):
-        inf.load_bundle(tmp_path / "b")
+    with pytest.raises(bdl.BundleError, match=r"alpha.weights.h5: weights of the 'alpha' head are missing"):
+        bdl.load_bundle(tmp_path / "b")
 
 
 @pytest.mark.timeout(240)
@@ -211,7 +212,7 @@ def test_bundle_predicts_the_same_under_jax_without_tensorflow(tmp_path, bundle)
     traj = random_walks([5, 150, 400], seed=8)
     st.write_shard(tmp_path / "t.h5", traj)
     code = ("import sys, numpy as np; from anomalousnet import inference as inf, store as st; "
-            "p = inf.predict(inf.load_bundle(), st.read_shard(sys.argv[1]).trajectories); "
+            "p = prd.predict(bdl.load_bundle(), st.read_shard(sys.argv[1]).trajectories); "
             "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'; "
             "np.savez(sys.argv[2], **p)")
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
@@ -219,7 +220,7 @@ def test_bundle_predicts_the_same_under_jax_without_tensorflow(tmp_path, bundle)
                          env=env, capture_output=True, text=True, timeout=220)
     assert run.returncode == 0, run.stderr[-3000:]
     jax_pred = np.load(tmp_path / "p.npz")
-    tf_pred = inf.predict(bundle, traj)
+    tf_pred = prd.predict(bundle, traj)
     np.testing.assert_allclose(jax_pred["pred_alpha"], tf_pred["pred_alpha"], atol=1e-4)
     np.testing.assert_allclose(jax_pred["pred_K"], tf_pred["pred_K"], rtol=1e-3)
     assert np.mean(jax_pred["pred_state"] == tf_pred["pred_state"]) > 0.99

@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 from andi_datasets import utils_challenge
 
-from anomalousnet import simulate as sim
-from anomalousnet import store as st
+from anomalousnet.simulation import andi_dataset as ad
+from anomalousnet.simulation import seeding
+from anomalousnet.simulation import training_store as sim
+from anomalousnet.io import store as st
 
 SMALL = sim.SimulationConfig(length=60, min_length=20)
 
@@ -141,7 +143,7 @@ def test_same_seed_gives_identical_data_whatever_the_worker_count(tmp_path):
     assert len(base) == 3
     assert_same_store(base, read_store(tmp_path / "w1"))
     assert_same_store(base, read_store(tmp_path / "w2"))
-    other = sim.simulate_tracks(30, sim.shard_seed(10, 0), SMALL)[0]
+    other = sim.simulate_tracks(30, seeding.seed_for(10, 0), SMALL)[0]
     assert other.points["x"].shape != base[0][1].points["x"].shape or \
         not np.array_equal(other.points["x"], base[0][1].points["x"])
 
@@ -155,7 +157,7 @@ def test_resume_redoes_only_missing_shards_and_refuses_other_parameters(tmp_path
     (out / "shard-00003.h5").write_bytes(b"damaged")
     again = sim.simulate_training(out, 100, seed=4, config=SMALL, shard_size=25, workers=0, progress=False)
     assert [p.name for p in again.written] == ["shard-00002.h5", "shard-00003.h5"]
-    assert [p.name for p in again.skipped] == ["shard-00000.h5", "shard-00001.h5"]
+    assert [p.name for p in again.kept] == ["shard-00000.h5", "shard-00001.h5"]
     assert (out / "shard-00003.h5.corrupt").exists()
     assert again.counts == first.counts
     assert_same_store(before, read_store(out))
@@ -224,9 +226,9 @@ def official_scores(dataset: Path, tmp_path: Path) -> dict:
 
 def test_andi_dataset_is_scored_perfectly_and_files_agree(tmp_path):
     out = tmp_path / "andi"
-    summary = sim.simulate_andi(out, seed=3, experiments=5, fovs=2, length=60, progress=False)
+    summary = ad.simulate_andi(out, seed=3, experiments=5, fovs=2, length=60, progress=False)
     assert not summary.failed and len(summary.written) == 10
-    assert summary.models == list(sim.MODELS)
+    assert summary.info["models"] == list(sim.MODELS)
     scores = official_scores(out, tmp_path)
     assert scores["tr2.ta1.JI"] == 1.0 and scores["tr2.ta1.alpha"] == 0.0 and scores["tr2.ta1.D"] == 0.0
     assert scores["tr2.ta1.state"] == 1.0 and scores["tr2.ta1.cp"] == 0.0
@@ -243,10 +245,10 @@ def test_andi_dataset_is_scored_perfectly_and_files_agree(tmp_path):
                 values = line.split(",")
                 assert lengths[int(values[0])] == int(values[-1])
     # resume: nothing to redo; other parameters refused
-    again = sim.simulate_andi(out, seed=3, experiments=5, fovs=2, length=60, progress=False)
-    assert again.written == [] and len(again.skipped) == 10
+    again = ad.simulate_andi(out, seed=3, experiments=5, fovs=2, length=60, progress=False)
+    assert again.written == [] and len(again.kept) == 10
     with pytest.raises(ValueError, match="other parameters"):
-        sim.simulate_andi(out, seed=4, experiments=5, fovs=2, length=60, progress=False)
+        ad.simulate_andi(out, seed=4, experiments=5, fovs=2, length=60, progress=False)
 
 
 def test_andi_video_labels_follow_the_vip_renumbering(tmp_path):
@@ -255,9 +257,9 @@ def test_andi_video_labels_follow_the_vip_renumbering(tmp_path):
 
     out = tmp_path / "andi"
     # seed 1: the simulator's VIPs are not its first trajectories, so it renumbers them
-    summary = sim.simulate_andi(out, seed=1, experiments=["multi_state"], videos=True, length=40, num_vip=5,
+    summary = ad.simulate_andi(out, seed=1, experiments=["multi_state"], videos=True, length=40, num_vip=5,
                                 progress=False)
-    assert not summary.failed and summary.results[(0, 0)]["renumbered"] > 0
+    assert not summary.failed and summary.info["results"][(0, 0)]["renumbered"] > 0
     scores = official_scores(out, tmp_path)
     for track in (1, 2):
         assert scores[f"tr{track}.ta1.JI"] == 1.0 and scores[f"tr{track}.ta1.alpha"] == 0.0

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anomalousnet import store as st
+from anomalousnet.io import store as st
 
 ROOT = Path(__file__).resolve().parent.parent
 SLURM = ROOT / "slurm"

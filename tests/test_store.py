@@ -3,7 +3,7 @@ import h5py
 import numpy as np
 import pytest
 
-from anomalousnet import store as st
+from anomalousnet.io import store as st
 
 
 def ragged(seed=0, lengths=(1, 2, 7, 200, 10_000)):

@@ -15,19 +15,24 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
-from anomalousnet import store as st
-from anomalousnet import tracking as tr
-from anomalousnet.video import SyntheticVideo, Video, VideoError, looks_like_vip_labels
+from anomalousnet.io import store as st
+from anomalousnet.batch import inputs
+from anomalousnet.tracking import batch as tb
+from anomalousnet.tracking import estimate as est
+from anomalousnet.tracking import metrics as met
+from anomalousnet.tracking import video_tracking as vt
+from anomalousnet.io.video import Video, VideoError, looks_like_vip_labels
+from anomalousnet.simulation.synthetic_video import SyntheticVideo
 
 CLI = [sys.executable, "-m", "anomalousnet_cli"]
 
 
 def localisation(truth: pd.DataFrame, tracked: pd.DataFrame, tol: float = 1.5):
-    return tr.localisation_rmse(tracked, truth, tol)
+    return met.localisation_rmse(tracked, truth, tol)
 
 
 def coverage(truth_track: pd.DataFrame, tracked: pd.DataFrame, particle: int, tol: float = 1.5) -> float:
-    return tr.track_coverage(tracked, particle, truth_track, tol)
+    return met.track_coverage(tracked, particle, truth_track, tol)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +41,7 @@ def tracked(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tracked")
     video = SyntheticVideo(n_frames=60, shape=(96, 96), n_particles=10, D=0.3, sigma_px=1.2, blink=0.08, seed=5)
     truth = video.write(tmp / "v.tif", vips=3, layout="andi")
-    shard = tr.track_video(tmp / "v.tif", tmp / "v.h5")
+    shard = vt.track_video(tmp / "v.tif", tmp / "v.h5")
     return truth, st.read_shard(shard)
 
 
@@ -75,7 +80,7 @@ def test_gaps_are_filled_and_flagged_so_frames_are_contiguous(tracked):
 def test_fill_gaps_interpolates_linearly():
     linked = pd.DataFrame({"particle": [7, 7, 7, 3], "frame": [10, 11, 14, 0], "x": [0.0, 1.0, 4.0, 5.0],
                            "y": [2.0, 2.0, 8.0, 1.0], "mass": [1.0, 2.0, 3.0, 4.0]})
-    out = tr.fill_gaps(linked)
+    out = vt.fill_gaps(linked)
     seven = out[out["particle"] == 7]
     assert seven["frame"].tolist() == [10, 11, 12, 13, 14]
     assert seven["x"].tolist() == [0, 1, 2, 3, 4] and seven["y"].tolist() == [2, 2, 4, 6, 8]
@@ -98,7 +103,7 @@ def test_spot_size_estimate_follows_the_psf(tmp_path):
     for sigma in (1.0, 2.0):
         frames = np.stack(list(SyntheticVideo(n_frames=3, shape=(80, 80), sigma_px=sigma, amplitude=400,
                                               min_separation=12, seed=1).frames()))
-        assert tr.estimate_spot_sigma(frames) == pytest.approx(sigma, rel=0.15)
+        assert est.estimate_spot_sigma(frames) == pytest.approx(sigma, rel=0.15)
 
 
 def test_estimated_minmass_rejects_pure_noise():
@@ -106,7 +111,7 @@ def test_estimated_minmass_rejects_pure_noise():
     frames = np.stack(list(video.frames(video.truth())))
     import trackpy as tp
 
-    minmass = tr.estimate_minmass(frames[:3], 5)
+    minmass = est.estimate_minmass(frames[:3], 5)
     false = sum(len(tp.locate(f, 5, minmass=minmass)) for f in frames[3:])
     assert false <= 1, false
 
@@ -214,8 +219,8 @@ def test_failing_files_are_named_others_tracked_exit_nonzero(tmp_path):
 
 def test_shard_names_are_unique_for_same_named_videos_in_different_folders(tmp_path):
     a, b = tmp_path / "exp_0" / "videos_fov_0.tiff", tmp_path / "exp_1" / "videos_fov_0.tiff"
-    assert tr.shard_name(a) != tr.shard_name(b)
-    assert tr.shard_name(a).startswith("exp_0_videos_fov_0-") and tr.shard_name(a) == tr.shard_name(a)
+    assert inputs.shard_name(a) != inputs.shard_name(b)
+    assert inputs.shard_name(a).startswith("exp_0_videos_fov_0-") and inputs.shard_name(a) == inputs.shard_name(a)
 
 
 def test_killed_run_resumes_without_redoing_complete_shards(tmp_path):
@@ -237,8 +242,8 @@ def test_killed_run_resumes_without_redoing_complete_shards(tmp_path):
     assert 1 <= len(done) < 4, done  # killed mid-run
     assert not (out / st.INDEX_NAME).exists()
 
-    summary = tr.track_videos([str(videos / "*.tif")], out, workers=1, progress=False)
-    assert sorted(p.name for p in summary.skipped) == sorted(done) and summary.ok
+    summary = tb.track_videos([str(videos / "*.tif")], out, workers=1, progress=False)
+    assert sorted(p.name for p in summary.kept) == sorted(done) and summary.ok
     assert len(summary.written) == 4 - len(done)
     assert {n: (out / n).stat().st_mtime_ns for n in done} == done  # not rewritten
     index = st.validate_store(out)
@@ -253,11 +258,11 @@ def test_andi_videos_localisation_and_vip_recovery(tmp_path):
     localisation RMSE against the noise-free positions <= 0.5 px, and >= 80 % of the VIPs
     followed by their tagged trajectory over >= 90 % of their frames."""
     pytest.importorskip("deeptrack", reason="AnDi videos need the video extra (deeptrack==2.0.0, setuptools<81)")
-    from anomalousnet.simulate import simulate_andi
+    from anomalousnet.simulation.andi_dataset import simulate_andi
 
     simulate_andi(tmp_path / "andi", 11, ["single_state", "multi_state"], videos=True, length=50, num_vip=10,
                   progress=False)
-    summary = tr.track_videos([str(tmp_path / "andi/public/track_1/*/videos_fov_0.tiff")], tmp_path / "store",
+    summary = tb.track_videos([str(tmp_path / "andi/public/track_1/*/videos_fov_0.tiff")], tmp_path / "store",
                               workers=1, progress=False)
     assert summary.ok and len(summary.written) == 2
     recovered, errors = [], []
@@ -269,8 +274,8 @@ def test_andi_videos_localisation_and_vip_recovery(tmp_path):
                               "y": true["row"]})  # trackpy's x is the image column
         vips = np.loadtxt(f"{ref}/vip_idx_fov_0.txt", ndmin=1).astype(int)
         assert json.loads(shard.attrs["vip_marks"]) == sorted(vips.tolist())
-        rmse, recall = tr.localisation_rmse(shard.trajectories.to_dataframe(), truth)
-        fraction, cover = tr.vip_recovery(shard.trajectories, truth, vips)
+        rmse, recall = met.localisation_rmse(shard.trajectories.to_dataframe(), truth)
+        fraction, cover = met.vip_recovery(shard.trajectories, truth, vips)
         errors.append(rmse)
         recovered += [c >= 0.9 for c in cover.values()]
         print(f"{path.name}: RMSE {rmse:.3f} px, recall {recall:.3f}, VIPs recovered {fraction:.2f}")
@@ -284,6 +289,6 @@ def test_vips_sharing_one_spot_get_the_trajectory_that_splits_off():
     tracks = pd.DataFrame({"particle": [5] * 6 + [6] * 2 + [9] * 6, "frame": list(range(6)) + [4, 5] + list(range(6)),
                            "x": [10.0] * 6 + [15.5, 16.0] + [40.0] * 6, "y": [10.0] * 14})
     marks = {0: (10.2, 10.0), 1: (12.1, 10.0), 2: (40.0, 10.0), 3: (70.0, 70.0)}
-    tagged, untagged = tr.tag_vips(tracks, marks, max_distance=3.0, late_distance=3.0)
+    tagged, untagged = vt.tag_vips(tracks, marks, max_distance=3.0, late_distance=3.0)
     assert tagged == {0: 5, 1: 6, 2: 9} and untagged == [3]
-    assert tr.tag_vips(tracks, marks, max_distance=3.0)[0] == {0: 5, 2: 9}  # no late pass without a range
+    assert vt.tag_vips(tracks, marks, max_distance=3.0)[0] == {0: 5, 2: 9}  # no late pass without a range

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anomalousnet import store as st
+from anomalousnet.io import store as st
 
 PY = sys.executable
 HOROVODRUN = Path(PY).with_name("horovodrun")
@@ -81,7 +81,9 @@ def store(tmp_path_factory):
 # Horovod) trains one epoch through the library entry point to check rank-0-only writing.
 SCRIPT = textwrap.dedent("""
     import sys, numpy as np
-    from anomalousnet import features as ft, model as mdl, store as st, training as tr
+    from anomalousnet import features as ft
+    from anomalousnet.io import store as st
+    from anomalousnet.networks import model as mdl, training as tr
     out, store, distributed = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
     ranks = tr.init_ranks(distributed)
     import keras
@@ -203,7 +205,7 @@ def test_init_fine_tunes_from_a_bundle_and_records_it(tmp_path, store):
     assert tuned.returncode == 0, tuned.stderr[-3000:]
     for a, b in zip(final_weights(tmp_path / "base"), final_weights(tmp_path / "tuned")):
         np.testing.assert_allclose(a, b, atol=1e-6)
-    from anomalousnet.inference import load_bundle
+    from anomalousnet.networks.bundle import load_bundle
 
     meta = json.loads((tmp_path / "tuned" / "model.json").read_text())
     init = meta["heads"]["alpha"]["training"]["initialised_from"]
@@ -230,18 +232,19 @@ def test_bad_data_is_a_clear_error(tmp_path, store):
 
 
 def test_more_ranks_than_shards_is_refused(store):
-    from anomalousnet import training as tr
+    from anomalousnet.networks import training as tr
+    from anomalousnet.networks import training_data as tdata
 
     class FourRanks(tr.Ranks):
         def __init__(self):
             self.hvd, self.rank, self.size, self.local_rank = None, 0, 4, 0
 
-    with pytest.raises(tr.TrainingError, match="2 training shard"):
-        tr.load_rank_data(tr.resolve_shards(str(store)), FourRanks(), tr.TrainConfig())
+    with pytest.raises(tdata.TrainingError, match="2 training shard"):
+        tdata.load_rank_data(tdata.resolve_shards(str(store)), FourRanks(), tr.TrainConfig())
 
 
 def test_launcher_detection():
-    from anomalousnet.training import launched_distributed
+    from anomalousnet.networks.training import launched_distributed
 
     assert launched_distributed({"HOROVOD_RANK": "1", "HOROVOD_SIZE": "2"})
     assert launched_distributed({"OMPI_COMM_WORLD_SIZE": "4"})
@@ -251,9 +254,9 @@ def test_launcher_detection():
 
 
 def test_split_is_fixed_per_shard_and_seed():
-    from anomalousnet import training as tr
+    from anomalousnet.networks import training_data as tdata
 
-    a = tr.split_tracks(1000, 0.1, 0, "shard-00000.h5")
+    a = tdata.split_tracks(1000, 0.1, 0, "shard-00000.h5")
     assert a.sum() == 100
-    assert np.array_equal(a, tr.split_tracks(1000, 0.1, 0, "shard-00000.h5"))
-    assert not np.array_equal(a, tr.split_tracks(1000, 0.1, 0, "shard-00001.h5"))
+    assert np.array_equal(a, tdata.split_tracks(1000, 0.1, 0, "shard-00000.h5"))
+    assert not np.array_equal(a, tdata.split_tracks(1000, 0.1, 0, "shard-00001.h5"))

@@ -24,28 +24,27 @@ from (seed, rank, epoch), so a resumed run repeats the uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import logging
 import os
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from anomalousnet import features as ft
-from anomalousnet import store as st
+from anomalousnet.core.names import STATE_NAMES
+from anomalousnet.io import atomic
+from anomalousnet.networks import bundle as bdl
+from anomalousnet.networks.evaluation import evaluate
+from anomalousnet.networks.training_data import TrainingError, data_provenance, load_rank_data, resolve_shards
 
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
-TARGET_CHOICES = ("alpha", "K", "state", "all")
 CLASS_WEIGHTS = ("none", "balanced", "sqrt")
 
 
-class TrainingError(ValueError):
-    """Bad training input (data, options or checkpoint); the message names the path or value."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +52,7 @@ class TrainConfig:
     """Training options.
 
     target: "alpha", "K" or "state" (one head; "all" is handled by :func:`train`).
-    preset: network size ("cpu" or "paper", see anomalousnet.model.PRESETS).
+    preset: network size ("cpu" or "paper", see anomalousnet.networks.model.PRESETS).
     epochs: maximum number of epochs (passes over the training windows).
     batch_size: windows per step **per rank**.
     learning_rate: Adam learning rate for one rank (multiplied by the number of ranks).
@@ -153,73 +152,6 @@ def init_ranks(distributed: bool | None = None) -> Ranks:
     return ranks
 
 
-# ----------------------------------------------------------------------------- data
-
-def resolve_shards(patterns: list[str] | str) -> list[Path]:
-    """Training shards named by store directories, shard files or glob patterns of either."""
-    patterns = [patterns] if isinstance(patterns, (str, Path)) else list(patterns)
-    shards: list[Path] = []
-    for pattern in patterns:
-        matches = sorted(glob.glob(str(pattern))) or ([str(pattern)] if Path(pattern).exists() else [])
-        if not matches:
-            raise TrainingError(f"{pattern}: no training store or shard matches")
-        for match in matches:
-            path = Path(match)
-            if path.is_dir():
-                index = st.read_index(path)
-                if index.kind != "training":
-                    raise TrainingError(f"{path}: a {index.kind!r} store, not a training store")
-                shards += [path / name for name in index.shard_names]
-            elif path.name != st.INDEX_NAME:
-                shards.append(path)
-    return sorted(dict.fromkeys(shards))
-
-
-def split_tracks(n_tracks: int, val_fraction: float, seed: int, shard_name: str) -> np.ndarray:
-    """Boolean mask of the tracks held out for validation (fixed for a shard and seed)."""
-    rng = np.random.default_rng([seed, zlib.crc32(shard_name.encode())])
-    n_val = int(round(n_tracks * val_fraction))
-    mask = np.zeros(n_tracks, bool)
-    mask[rng.permutation(n_tracks)[:n_val]] = True
-    return mask
-
-
-def load_rank_data(shards: list[Path], ranks: Ranks, config: TrainConfig
-                   ) -> tuple[ft.TrainingWindows, ft.TrainingWindows, list[Path]]:
-    """This rank's training and validation windows from its own shards (shards[rank::size])."""
-    if len(shards) < ranks.size:
-        raise TrainingError(f"{len(shards)} training shard(s) for {ranks.size} ranks: each rank reads its own "
-                            "shards, so simulate at least as many shards as ranks")
-    mine = shards[ranks.rank::ranks.size]
-    train_parts, val_parts = [], []
-    for path in mine:
-        shard = st.read_shard(path)
-        if shard.attrs["kind"] != "training":
-            raise TrainingError(f"{path}: kind {shard.attrs['kind']!r}, not a training shard "
-                                "(needs per-frame alpha, K, state labels)")
-        traj = shard.trajectories
-        val = split_tracks(traj.n_tracks, config.val_fraction, config.seed, path.name)
-        windows = ft.training_windows(traj, config.features)
-        # A window belongs to the split of its track (windows are in track order).
-        n_windows = _windows_per_track(traj, config.features)
-        win_val = np.repeat(val, n_windows)
-        train_parts.append(windows.subset(np.flatnonzero(~win_val)))
-        val_parts.append(windows.subset(np.flatnonzero(win_val)))
-    train = ft.TrainingWindows.concatenate(train_parts)
-    val = ft.TrainingWindows.concatenate(val_parts)
-    if config.max_windows and len(train) > config.max_windows:
-        train = train.subset(np.arange(config.max_windows))
-    if len(train) == 0:
-        raise TrainingError(f"rank {ranks.rank}: no training windows in {[str(p) for p in mine]}")
-    return train, val, mine
-
-
-def _windows_per_track(traj, cfg: ft.FeatureConfig) -> np.ndarray:
-    lengths = traj.lengths
-    n = np.where(lengths <= cfg.length, 1, np.ceil((lengths - cfg.length) / cfg.stride).astype(np.int64) + 1)
-    return np.where(lengths >= cfg.min_points, n, 0)
-
-
 # ----------------------------------------------------------------------------- checkpoints
 
 def checkpoint_dir(out: Path, target: str) -> Path:
@@ -233,11 +165,9 @@ def save_checkpoint(ckpt: Path, model, optimizer, state: dict, best: bool) -> No
     if best:
         model.save_weights(ckpt / "best.weights.h5")
     opt = {f"v{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)}
-    np.savez(ckpt / ".optimizer.tmp.npz", **opt)
-    os.replace(ckpt / ".optimizer.tmp.npz", ckpt / "optimizer.npz")
-    tmp = ckpt / ".state.json.tmp"
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, ckpt / "state.json")
+    with atomic.atomic_path(ckpt / "optimizer.npz") as tmp, open(tmp, "wb") as f:
+        np.savez(f, **opt)
+    atomic.write_text(ckpt / "state.json", json.dumps(state, indent=1))
 
 
 def load_checkpoint(ckpt: Path, model, optimizer) -> dict:
@@ -284,7 +214,7 @@ def _validation_figures(target: str, sums: dict) -> dict:
     if target == "K":
         return {"K_norm_msle": sums["sq_log_err"] / frames, "frames": int(sums["frames"])}
     out = {"state_accuracy": sums["correct"] / frames, "frames": int(sums["frames"])}
-    for k, name in enumerate(ft.STATES):
+    for k, name in enumerate(STATE_NAMES):
         n = sums[f"n_{k}"]
         out[f"recall_{name}"] = sums[f"hit_{k}"] / n if n else None
     recalls = [v for k, v in out.items() if k.startswith("recall_") and v is not None]
@@ -315,7 +245,7 @@ def make_train_step(net, optimizer, target: str, ranks: Ranks, mixed: bool = Fal
     """
     import tensorflow as tf
 
-    from anomalousnet import model as mdl
+    from anomalousnet.networks import model as mdl
 
     variables = net.trainable_variables
 
@@ -335,13 +265,30 @@ def make_train_step(net, optimizer, target: str, ranks: Ranks, mixed: bool = Fal
     return train_step
 
 
-def train_head(shards: list[Path], out: Path, config: TrainConfig, ranks: Ranks, resume: bool = False,
-               progress: bool = True) -> HeadResult:
-    """Train one head; rank 0 writes checkpoints and ``OUT/TARGET.weights.h5`` (best epoch)."""
+@dataclasses.dataclass
+class Head:
+    """One head being trained on this rank: network, optimizer, data, compiled steps, loop state."""
+
+    config: TrainConfig
+    ranks: Ranks
+    net: object
+    optimizer: object
+    train: ft.TrainingWindows
+    val: ft.TrainingWindows
+    steps: int
+    ckpt: Path
+    state: dict
+    train_step: object
+    eval_step: object
+
+
+def setup_head(shards: list[Path], out: Path, config: TrainConfig, ranks: Ranks, resume: bool = False) -> Head:
+    """Data, network, optimizer and compiled steps of one head; restored from its checkpoint
+    (``resume``) or started from a bundle (``config.init``); rank 0's weights broadcast."""
     import keras
     import tensorflow as tf
 
-    from anomalousnet import model as mdl
+    from anomalousnet.networks import model as mdl
 
     mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and
                                                 tf.config.list_physical_devices("GPU"))
@@ -367,7 +314,7 @@ def train_head(shards: list[Path], out: Path, config: TrainConfig, ranks: Ranks,
         state = load_checkpoint(ckpt, net, optimizer)
         if ranks.is_root:
             log.warning("%s: resuming after epoch %d (optimizer step %d)", config.target, state["epoch"],
-                     int(optimizer.iterations.numpy()))
+                        int(optimizer.iterations.numpy()))
     elif config.init:
         init_from_bundle(net, config)
         if ranks.is_root:
@@ -377,93 +324,115 @@ def train_head(shards: list[Path], out: Path, config: TrainConfig, ranks: Ranks,
     ranks.broadcast(net.variables)
     ranks.broadcast(optimizer.variables)
 
-    target = config.target
     weights = None
-    if target == "state" and config.class_weights != "none":
+    if config.target == "state" and config.class_weights != "none":
         weights = state_class_weights(train, ranks, config.class_weights)
         log.warning("state: class weights %s (immobile, confined, free, directed)", np.round(weights, 3).tolist())
-    train_step = make_train_step(net, optimizer, target, ranks, mixed, weights)
+    train_step = make_train_step(net, optimizer, config.target, ranks, mixed, weights)
 
     @tf.function
     def eval_step(x, y, mask):
-        return mdl.masked_metrics(target, y, net(x, training=False), mask)
+        return mdl.masked_metrics(config.target, y, net(x, training=False), mask)
 
-    def validate() -> dict:
-        sums: dict[str, float] = {}
-        for a in range(0, len(val), 4 * B):
-            b = ft.training_batch(val.subset(np.arange(a, min(a + 4 * B, len(val)))), None, config.features)
-            for k, v in eval_step(b.inputs, b.target(target), b.mask).items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-        keys = _metric_keys(target)
-        total = ranks.allreduce([sums.get(k, 0.0) for k in keys], "sum")
-        return _validation_figures(target, dict(zip(keys, total)))
+    return Head(config, ranks, net, optimizer, train, val, steps, ckpt, state, train_step, eval_step)
 
-    def val_loss(fig: dict) -> float:
-        if target == "state":  # balanced weights aim at every state's recall, so judge by their mean
-            key = "state_accuracy" if config.class_weights == "none" else "state_balanced_accuracy"
-            return None if fig.get(key) is None else 1 - fig[key]
-        return {"alpha": fig.get("alpha_mae"), "K": fig.get("K_norm_msle")}[target]
 
+def validate(head: Head) -> dict:
+    """Validation figures of the head's current weights, summed over all ranks."""
+    config, target, B = head.config, head.config.target, head.config.batch_size
+    sums: dict[str, float] = {}
+    for a in range(0, len(head.val), 4 * B):
+        b = ft.training_batch(head.val.subset(np.arange(a, min(a + 4 * B, len(head.val)))), None, config.features)
+        for k, v in head.eval_step(b.inputs, b.target(target), b.mask).items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+    keys = _metric_keys(target)
+    total = head.ranks.allreduce([sums.get(k, 0.0) for k in keys], "sum")
+    return _validation_figures(target, dict(zip(keys, total)))
+
+
+def _val_loss(config: TrainConfig, fig: dict) -> float | None:
+    """The figure early stopping and the best epoch are judged by (lower is better)."""
+    if config.target == "state":  # balanced weights aim at every state's recall, so judge by their mean
+        key = "state_accuracy" if config.class_weights == "none" else "state_balanced_accuracy"
+        return None if fig.get(key) is None else 1 - fig[key]
+    return {"alpha": fig.get("alpha_mae"), "K": fig.get("K_norm_msle")}[config.target]
+
+
+def run_epoch(head: Head, epoch: int, progress: bool = True) -> tuple[float, float]:
+    """One pass over this rank's training windows in a random order of (seed, rank, epoch);
+    returns (training loss averaged over ranks, seconds)."""
+    config, ranks, B = head.config, head.ranks, head.config.batch_size
+    rng = np.random.default_rng([config.seed, ranks.rank, epoch])
+    order = rng.permutation(len(head.train))
+    t0 = time.perf_counter()
+    losses = []
+    bar = None
+    if progress and ranks.is_root:
+        from tqdm import tqdm
+        bar = tqdm(total=head.steps, desc=f"{config.target} epoch {epoch}/{config.epochs}", unit="step", leave=False)
+    for step in range(head.steps):
+        batch = ft.training_batch(head.train.subset(order[step * B:(step + 1) * B]), rng, config.features)
+        losses.append(float(head.train_step(batch.inputs, batch.target(config.target), batch.mask)))
+        if bar:
+            bar.update()
+            bar.set_postfix(loss=f"{np.mean(losses):.4f}")
+    if bar:
+        bar.close()
+    return float(ranks.allreduce([np.mean(losses)], "mean")[0]), time.perf_counter() - t0
+
+
+def end_epoch(head: Head, epoch: int, train_loss: float, seconds: float) -> None:
+    """Validate, update the loop state (best epoch, patience) and, on rank 0, checkpoint."""
+    ranks, config, state = head.ranks, head.config, head.state
+    figures = validate(head) if len(head.val) or ranks.size > 1 else {}
+    loss_now = _val_loss(config, figures) if figures.get("frames") else train_loss
+    improved = state["best_loss"] is None or loss_now < state["best_loss"]
+    if improved:
+        state.update(best_loss=loss_now, best_epoch=epoch, wait=0, best_validation=figures)
+    else:
+        state["wait"] += 1
+    state["epoch"] = epoch
+    rate = head.steps * config.batch_size * ranks.size / seconds
+    state["history"].append({"epoch": epoch, "train_loss": train_loss, "validation": figures,
+                             "seconds": round(seconds, 2), "trajectories_per_s": rate})
+    if ranks.is_root:
+        save_checkpoint(head.ckpt, head.net, head.optimizer, state, improved)
+        log.warning("%s epoch %d: train loss %.4f, validation %s (%.0f windows/s)", config.target, epoch, train_loss,
+                    {k: round(v, 4) for k, v in figures.items() if isinstance(v, float)}, rate)
+
+
+def train_head(shards: list[Path], out: Path, config: TrainConfig, ranks: Ranks, resume: bool = False,
+               progress: bool = True) -> HeadResult:
+    """Train one head; rank 0 writes checkpoints and ``OUT/TARGET.weights.h5`` (best epoch)."""
+    head = setup_head(shards, out, config, ranks, resume)
+    state = head.state
     seen, busy = 0, 0.0
     epoch = state["epoch"]
     while epoch < config.epochs and not (config.patience and state["wait"] >= config.patience):
         epoch += 1
-        rng = np.random.default_rng([config.seed, ranks.rank, epoch])
-        order = rng.permutation(len(train))
-        t0 = time.perf_counter()
-        losses = []
-        bar = None
-        if progress and ranks.is_root:
-            from tqdm import tqdm
-            bar = tqdm(total=steps, desc=f"{target} epoch {epoch}/{config.epochs}", unit="step", leave=False)
-        for step in range(steps):
-            batch = ft.training_batch(train.subset(order[step * B:(step + 1) * B]), rng, config.features)
-            losses.append(float(train_step(batch.inputs, batch.target(target), batch.mask)))
-            if bar:
-                bar.update()
-                bar.set_postfix(loss=f"{np.mean(losses):.4f}")
-        if bar:
-            bar.close()
-        dt = time.perf_counter() - t0
-        seen += steps * B * ranks.size
-        busy += dt
-        train_loss = float(ranks.allreduce([np.mean(losses)], "mean")[0])
-        figures = validate() if len(val) or ranks.size > 1 else {}
-        loss_now = val_loss(figures) if figures.get("frames") else train_loss
-        improved = state["best_loss"] is None or loss_now < state["best_loss"]
-        if improved:
-            state.update(best_loss=loss_now, best_epoch=epoch, wait=0, best_validation=figures)
-        else:
-            state["wait"] += 1
-        state["epoch"] = epoch
-        state["history"].append({"epoch": epoch, "train_loss": train_loss, "validation": figures,
-                                 "seconds": round(dt, 2), "trajectories_per_s": steps * B * ranks.size / dt})
-        if ranks.is_root:
-            save_checkpoint(ckpt, net, optimizer, state, improved)
-            log.warning("%s epoch %d: train loss %.4f, validation %s (%.0f windows/s)", target, epoch, train_loss,
-                        {k: round(v, 4) for k, v in figures.items() if isinstance(v, float)},
-                        steps * B * ranks.size / dt)
+        train_loss, seconds = run_epoch(head, epoch, progress)
+        seen += head.steps * config.batch_size * ranks.size
+        busy += seconds
+        end_epoch(head, epoch, train_loss, seconds)
         if config.patience and state["wait"] >= config.patience:
-            log.warning("%s: early stop after epoch %d (best epoch %d)", target, epoch, state["best_epoch"])
+            log.warning("%s: early stop after epoch %d (best epoch %d)", config.target, epoch, state["best_epoch"])
             break
     if ranks.is_root:
-        best = ckpt / "best.weights.h5"
-        net.load_weights(best if best.exists() else ckpt / "last.weights.h5")
-        net.save_weights(Path(out) / f"{target}.weights.h5")
-    n_train = int(ranks.allreduce([len(train)])[0])
-    n_val = int(ranks.allreduce([len(val)])[0])
-    return HeadResult(target, state["epoch"], state["best_epoch"], state.get("best_validation", {}),
+        best = head.ckpt / "best.weights.h5"
+        head.net.load_weights(best if best.exists() else head.ckpt / "last.weights.h5")
+        head.net.save_weights(Path(out) / f"{config.target}.weights.h5")
+    n_train = int(ranks.allreduce([len(head.train)])[0])
+    n_val = int(ranks.allreduce([len(head.val)])[0])
+    return HeadResult(config.target, state["epoch"], state["best_epoch"], state.get("best_validation", {}),
                       state["history"], n_train, n_val, seen / busy if busy else float("nan"))
 
 
 def init_from_bundle(net, config: TrainConfig) -> None:
     """Load the ``config.target`` head of bundle ``config.init`` into ``net`` (fine-tuning);
     TrainingError unless that head exists with the same preset and input windows."""
-    from anomalousnet import inference
-
     try:
-        bundle = inference.load_bundle(config.init)
-    except inference.BundleError as exc:
+        bundle = bdl.load_bundle(config.init)
+    except bdl.BundleError as exc:
         raise TrainingError(f"--init: {exc}") from None
     head = bundle.meta["heads"].get(config.target)
     if head is None or head.get("preset") != config.preset:
@@ -472,18 +441,6 @@ def init_from_bundle(net, config: TrainConfig) -> None:
         raise TrainingError(f"{bundle.path}: input {bundle.meta['input']['features']} differs from "
                             f"{config.features.to_json()}")
     net.load_weights(bundle.path / head["weights"])
-
-
-def _data_provenance(shards: list[Path]) -> dict:
-    stores = sorted({str(p.parent) for p in shards})
-    commands = {}
-    for s in stores:
-        try:
-            attrs = st.read_index(s).attrs
-            commands[s] = {"command": attrs.get("command"), "parameters": attrs.get("parameters")}
-        except st.StoreError:
-            pass
-    return {"stores": stores, "n_shards": len(shards), "store_commands": commands}
 
 
 def train(data: list[str] | str, out: os.PathLike | str, config: TrainConfig, targets: tuple[str, ...] | None = None,
@@ -497,15 +454,14 @@ def train(data: list[str] | str, out: os.PathLike | str, config: TrainConfig, ta
     model.json under ``evaluation``. Only rank 0 writes. Returns the bundle directory.
     """
     shards = resolve_shards(data)  # bad paths fail here, before Keras, TensorFlow and Horovod start
-    from anomalousnet import inference
-    from anomalousnet import model as mdl
+    from anomalousnet.networks import model as mdl
 
     out = Path(out)
     ranks = ranks or init_ranks()
     targets = targets or (config.target,)
     meta = {}
-    if (out / inference.META_NAME).is_file():
-        meta = inference.read_meta(out)
+    if (out / bdl.META_NAME).is_file():
+        meta = bdl.read_meta(out)
         if meta["input"]["features"] != config.features.to_json():
             raise TrainingError(f"{out}: existing bundle has input {meta['input']['features']}, "
                                 f"not {config.features.to_json()}; use another --out")
@@ -530,7 +486,7 @@ def train(data: list[str] | str, out: os.PathLike | str, config: TrainConfig, ta
                 "validation": result.validation,
                 "training": {
                     "command": command,
-                    "data": _data_provenance(shards),
+                    "data": data_provenance(shards),
                     "ranks": ranks.size,
                     "batch_size_per_rank": cfg.batch_size,
                     "learning_rate": cfg.learning_rate * ranks.size,
@@ -545,66 +501,18 @@ def train(data: list[str] | str, out: os.PathLike | str, config: TrainConfig, ta
             }
             meta["heads"][target] = head
             meta.pop("evaluation", None)  # figures of other weights
-            inference.write_meta(out, meta)
+            bdl.write_meta(out, meta)
     if evaluate_on and ranks.is_root:
-        meta["evaluation"] = evaluate(inference.load_bundle(out), evaluate_on, progress=progress)
-        inference.write_meta(out, meta)
+        meta["evaluation"] = evaluate(bdl.load_bundle(out), evaluate_on, progress=progress)
+        bdl.write_meta(out, meta)
     return out
 
 
 def _init_provenance(init: str | None) -> dict | None:
     if not init:
         return None
-    from anomalousnet import inference
 
-    bundle = inference.load_bundle(init)
+    bundle = bdl.load_bundle(init)
     return {"bundle": str(init), "sha256": bundle.sha256}
 
 
-# ----------------------------------------------------------------------------- evaluation
-
-def frame_metrics(alpha, K, state, pred_alpha, pred_K, pred_state) -> dict:
-    """Per-frame figures: alpha MAE, K MSLE (in the data's units), state accuracy and recall per state."""
-    out = {"frames": int(len(alpha))}
-    if not len(alpha):
-        return out
-    out["alpha_mae"] = float(np.mean(np.abs(pred_alpha - alpha)))
-    out["K_msle"] = float(np.mean((np.log1p(np.maximum(K, 0)) - np.log1p(np.maximum(pred_K, 0))) ** 2))
-    out["state_accuracy"] = float(np.mean(pred_state == state))
-    for k, name in enumerate(ft.STATES):
-        sel = state == k
-        out[f"recall_{name}"] = float(np.mean(pred_state[sel] == k)) if sel.any() else None
-        out[f"frames_{name}"] = int(sel.sum())
-    return out
-
-
-def evaluate(bundle, data: list[str] | str, batch_size: int = 1024, progress: bool = True) -> dict:
-    """Per-frame figures of a bundle on labelled (held-out) training stores: overall and per model.
-
-    Tracks too short for the networks (fallback values) are counted too: they are what
-    users get. K MSLE is computed on K in the data's units (px^2/frame^alpha), as AnDi-2 does.
-    """
-    from anomalousnet import inference
-
-    shards = resolve_shards(data)
-    cols = {k: [] for k in ("alpha", "K", "state", "pred_alpha", "pred_K", "pred_state", "model")}
-    iterator = shards
-    if progress:
-        from tqdm import tqdm
-        iterator = tqdm(shards, desc="evaluate", unit="shard")
-    for path in iterator:
-        traj = st.read_shard(path).trajectories
-        pred = inference.predict(bundle, traj, batch_size=batch_size)
-        for k in ("alpha", "K", "state"):
-            cols[k].append(np.asarray(traj.points[k]))
-            cols["pred_" + k].append(pred["pred_" + k])
-        models = traj.tracks.get("model", np.full(traj.n_tracks, "unknown"))
-        cols["model"].append(np.repeat(np.asarray(models), traj.lengths))
-    c = {k: np.concatenate(v) for k, v in cols.items()}
-    args = lambda sel: (c["alpha"][sel], c["K"][sel], c["state"][sel],  # noqa: E731
-                        c["pred_alpha"][sel], c["pred_K"][sel], c["pred_state"][sel])
-    every = np.ones(len(c["alpha"]), bool)
-    result = {"data": _data_provenance(shards), "overall": frame_metrics(*args(every)), "per_model": {}}
-    for name in sorted(set(c["model"].tolist())):
-        result["per_model"][name] = frame_metrics(*args(c["model"] == name))
-    return result

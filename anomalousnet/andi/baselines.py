@@ -8,8 +8,8 @@
   AnDi-2 convention: each coordinate's increments have variance ``2 K lag^alpha``), and the
   state from thresholds on the fitted values (immobile segments get alpha 0, as in AnDi-2).
 
-Both map :class:`anomalousnet.store.Trajectories` (one field of view, length units px,
-time in frames) to one :class:`anomalousnet.andi.TrajectoryLabel` per track, indexed by the
+Both map :class:`anomalousnet.core.trajectories.Trajectories` (one field of view, length units px,
+time in frames) to one :class:`anomalousnet.io.andi_files.TrajectoryLabel` per track, indexed by the
 track's ``particle``.
 """
 from __future__ import annotations
@@ -18,14 +18,13 @@ import dataclasses
 
 import numpy as np
 
-from anomalousnet import store as st
-from anomalousnet.andi import TrajectoryLabel
-from anomalousnet.msd import ANDI_NOISE, log_steps, msd_fit
+from anomalousnet.core.names import CONFINED, DIRECTED, FREE, IMMOBILE
+from anomalousnet.core.trajectories import Trajectories
+from anomalousnet.io.andi_files import TrajectoryLabel
+from anomalousnet.segments.msd import ANDI_NOISE, log_steps, msd_fit
 
-IMMOBILE, FREE = 0, 2
 
-
-def naive(traj: st.Trajectories, alpha: float = 1.0, K: float = 1.0) -> list[TrajectoryLabel]:
+def naive(traj: Trajectories, alpha: float = 1.0, K: float = 1.0) -> list[TrajectoryLabel]:
     """One free segment per trajectory with the given alpha and K (default: Brownian, the
     AnDi-2 baseline K of 1 px^2/frame)."""
     return [TrajectoryLabel(int(p), (float(K),), (float(alpha),), (FREE,), (), int(n))
@@ -74,11 +73,11 @@ def detect_changepoints(signal: np.ndarray, penalty: float, min_size: int) -> li
 def classify_state(alpha: float, K: float, options: ClassicalOptions) -> int:
     """0 immobile, 1 confined, 2 free, 3 directed from thresholds on the fitted values."""
     if K < options.immobile_K:
-        return 0
+        return IMMOBILE
     if alpha < options.confined_alpha:
-        return 1
+        return CONFINED
     if alpha > options.directed_alpha:
-        return 3
+        return DIRECTED
     return FREE
 
 
@@ -98,7 +97,7 @@ def classical_track(particle: int, x: np.ndarray, y: np.ndarray,
     return TrajectoryLabel.from_segments(particle, bounds[:-1], bounds[1:], alphas, Ks, states)
 
 
-def classical(traj: st.Trajectories, options: ClassicalOptions = ClassicalOptions()) -> list[TrajectoryLabel]:
+def classical(traj: Trajectories, options: ClassicalOptions = ClassicalOptions()) -> list[TrajectoryLabel]:
     """The classical baseline on every track of a field of view."""
     return [classical_track(int(traj.tracks["particle"][i]), t["x"], t["y"], options)
             for i, t in enumerate(traj)]

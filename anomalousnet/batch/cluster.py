@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
+
+if TYPE_CHECKING:
+    import distributed
 
 log = logging.getLogger(__name__)
 

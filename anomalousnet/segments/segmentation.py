@@ -1,8 +1,5 @@
-"""Change points and segments from per-frame predictions (alpha(t), K(t), state(t)).
-
-AnomalousNet's last stage: the networks' per-frame outputs are smoothed, a sliding-window
-detector (ruptures ``Window``, L2 cost) finds where their mean changes, and each segment
-gets its alpha, K and state.
+"""Segments from per-frame predictions (alpha(t), K(t), state(t)): smoothing, the detector's
+signal, change points (:class:`~anomalousnet.segments.detector.WindowL2`), per-segment values.
 
 * **Smoothing** (minimum dwell, 3 frames as in the paper): state runs shorter than
   ``min_dwell`` are absorbed by their longer neighbour; alpha and log K go through a
@@ -13,28 +10,16 @@ gets its alpha, K and state.
   one-hot: any switch of state is then a jump of 1), and, when the positions are given,
   ``step_weight`` x log10 of the squared step (the networks see a window of frames and blur
   a change over a few of them; the raw steps place it, at the price of noise).
-* **Detector**: ruptures' sliding ``Window`` with the L2 cost scores every frame by how
-  much splitting the window there lowers the cost; the score's peaks are the candidate
-  change points. ruptures' own ``CostL2`` recomputes a variance per call (6 ms per
-  200-frame trajectory here); :class:`CostL2Cumsum` is the same cost from cumulative sums
-  (0.9 ms, same breakpoints), and :class:`WindowL2` computes ruptures' window scores for
-  all frames at once (same scores, a further 3x). The signal is edge-padded by half a window
-  so change points near the ends can be found.
-* **Selection**: among the candidates, the subset minimising L2 cost + penalty x number
-  of change points (the criterion of ruptures' ``pen``), found exactly (see
-  :func:`_select` for why not ruptures' greedy stop); no segment shorter than ``min_dwell``;
-  then each change point moves within ``refine_radius`` frames to where the cost of its
-  two segments is least.
 * **Segment values**: alpha and K, the medians of the networks' values, refined on
   segments long enough by a time-averaged MSD fit of the positions (K from the fit; alpha
   blended, the fit's share growing with the segment's length); state, the argmax of the
   segment's mean state probabilities times ``state_prior``.
-* **Defaults**: chosen on simulated AnDi-2 data with the official metrics, see
-  :data:`TUNING` and ``benchmarks/tune_segments.py``.
+* **Defaults**: chosen on simulated AnDi-2 data of their own seed with the official
+  metrics; ``benchmarks/TUNING.md`` records the grids and the choice
+  (``benchmarks/tune_segments.py`` re-runs them).
 
-Entry points: :func:`segment_track` (one track's predictions -> segments; used by the
-AnDi submission writer) and :func:`segment_trajectories` (a whole shard, optionally over
-a Dask cluster).
+Entry points: :func:`segment_track` (one track) and :func:`segment_trajectories` (a whole
+field of view, optionally over a Dask cluster).
 """
 from __future__ import annotations
 
@@ -42,39 +27,14 @@ import dataclasses
 from typing import Mapping
 
 import numpy as np
-import ruptures as rpt
-from ruptures.base import BaseCost
 from scipy.ndimage import median_filter
-from scipy.signal import argrelmax
 
-from anomalousnet.inference import STATE_PROB_COLUMNS
-from anomalousnet.msd import ANDI_NOISE, log_steps, msd_fit
-from anomalousnet.store import Trajectories
+from anomalousnet.core.names import IMMOBILE, N_STATES, REQUIRED_PRED_COLUMNS, STATE_PROB_COLUMNS
+from anomalousnet.core.trajectories import Trajectories
+from anomalousnet.segments.detector import WindowL2
+from anomalousnet.segments.msd import ANDI_NOISE, log_steps, msd_fit
 
 SEGMENT_COLUMNS = ("particle", "start", "end", "alpha", "K", "state")
-N_STATES = 4
-IMMOBILE = 0
-
-# How the defaults below were chosen (re-run: benchmarks/tune_segments.py --model default --grid ...).
-TUNING = ("simulated AnDi-2 data of its own seed (100; 5 challenge-default experiments x 6 FOVs, 652 trajectories, "
-          "plus the benchmark's directed-motion set, 267), predicted by the default model (4266073de9ec), scored "
-          "with the official andi_datasets metrics. Change points: penalty 16/24/32/48 x step_weight 1/1.5/2 x "
-          "refine_radius 0/2/3/4 (width 6/10/16 barely matters), with the other defaults below: penalty 16/20/24 "
-          "(step_weight 1.5, radius 3) give Jaccard 0.928/0.917/0.906 at RMSE 0.77/0.75/0.73 frames (classical "
-          "baseline 0.876, 0.79; with penalty 24 and no step column 0.852, 1.07); step_weight 2 or radius 4 no "
-          "better. Chosen: the highest Jaccard whose RMSE stays below the classical baseline's, penalty 16 (K MSLE "
-          "0.0060 vs 0.0064 at 24, state F1 0.928 vs 0.931). Segment values: MSD refinement "
-          "lowers alpha MAE 0.171 -> 0.107 and K MSLE 0.021 -> 0.0064 (fit_max_lag 2/3/4/6/10/20: alpha 0.110/"
-          "0.108/0.107/0.110/0.113/0.119; alpha_fit_frames 20/40/80: 0.109/0.107/0.107; blending K with the "
-          "network's, or min_fit_frames 4-12, changes nothing). State prior (immobile, confined, free, directed): "
-          "the network was trained with balanced class weights (free weighted 0.37, others 1.9-2.9); (1,1,1,1) "
-          "gives state F1 0.859 with confined recall 0.58, (1,1,3,1.5) 0.913 with 0.30, (1,1,3.5,1.75) 0.931 "
-          "with 0.27, (1,1,4,2) 0.932 with 0.18 (classical baseline: F1 0.888, confined recall 0.21); chosen "
-          "(1,1,3.5,1.75): the highest F1 before confined recall collapses, with directed recall 0.85 on the "
-          "directed set. Immobile segments get alpha 0 (AnDi-2 convention; both methods): alpha MAE 0.107 -> "
-          "0.101, W1 alpha 0.041 -> 0.028. All defaults against the classical baseline: CP RMSE 0.77/0.79, "
-          "Jaccard 0.928/0.876, alpha MAE 0.102/0.110, K MSLE 0.0060/0.0068, state F1 0.928/0.888 (values, "
-          "state and ensemble figures above were measured at penalty 24).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,64 +94,6 @@ class SegmentOptions:
                              f"{self.alpha_fit_frames}, {self.noise}")
         if len(self.state_prior) != N_STATES or not all(p > 0 for p in self.state_prior):
             raise ValueError(f"state_prior needs {N_STATES} positive values, got {self.state_prior}")
-
-
-class CostL2Cumsum(BaseCost):
-    """ruptures' L2 cost (sum of squared deviations from the segment mean) in O(1) per
-    segment from cumulative sums; a drop-in ``custom_cost`` for ruptures estimators."""
-
-    model = "l2_cumsum"
-
-    def __init__(self):
-        self.signal = None
-        self.min_size = 1
-
-    def fit(self, signal) -> "CostL2Cumsum":
-        signal = np.asarray(signal, dtype=np.float64)
-        self.signal = signal.reshape(-1, 1) if signal.ndim == 1 else signal
-        zero = np.zeros((1, self.signal.shape[1]))
-        self._s1 = np.concatenate([zero, np.cumsum(self.signal, axis=0)])
-        self._s2 = np.concatenate([[0.0], np.cumsum((self.signal ** 2).sum(axis=1))])
-        return self
-
-    def error(self, start, end) -> float:
-        if end - start < self.min_size:
-            from ruptures.costs import NotEnoughPoints
-
-            raise NotEnoughPoints
-        d = self._s1[end] - self._s1[start]
-        # max(.., 0): cancellation can leave a tiny negative number for a constant segment
-        return max(float(self._s2[end] - self._s2[start] - d @ d / (end - start)), 0.0)
-
-
-class WindowL2(rpt.Window):
-    """ruptures' ``Window`` with the L2 cost, its scores computed for all positions at once.
-
-    ``rpt.Window.fit`` calls the cost three times per position from Python (two thirds of
-    the time of :func:`change_points`); here the same scores come from cumulative sums in a
-    few array operations. ``predict`` and everything else are ruptures' own.
-    """
-
-    def __init__(self, width: int = 100, min_size: int = 2, jump: int = 1):
-        super().__init__(width=width, custom_cost=CostL2Cumsum(), min_size=min_size, jump=jump)
-
-    def fit(self, signal) -> "WindowL2":
-        signal = np.asarray(signal, dtype=np.float64)
-        self.signal = signal.reshape(-1, 1) if signal.ndim == 1 else signal
-        self.n_samples = self.signal.shape[0]
-        inds = np.arange(self.n_samples, step=self.jump)
-        half = self.width // 2
-        self.inds = inds[(inds >= half) & (inds < self.n_samples - half)]
-        self.cost.fit(self.signal)
-        s1, s2 = self.cost._s1, self.cost._s2
-
-        def err(a, b):
-            d = s1[b] - s1[a]
-            return np.maximum(s2[b] - s2[a] - (d * d).sum(axis=1) / (b - a), 0.0)
-
-        k = self.inds
-        self.score = err(k - half, k + half) - err(k - half, k) - err(k, k + half)
-        return self
 
 
 def smooth_state(state: np.ndarray, min_dwell: int = 3) -> np.ndarray:
@@ -268,63 +170,8 @@ def change_points(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
     if n < 2 * options.min_dwell:
         return np.zeros(0, dtype=np.int64)
     signal = detector_signal(alpha, K, state, options, probs, x, y)
-    half = max(options.width // 2, 1)
-    padded = np.pad(signal, ((half, half), (0, 0)), mode="edge")
-    detector = WindowL2(width=2 * half, min_size=options.min_dwell, jump=1).fit(padded)
-    # Candidates: the window score's peaks, found as ruptures' Window._seg finds them.
-    order = max(max(2 * half, 2 * options.min_dwell) // 2, 1)
-    peaks = argrelmax(detector.score, order=order, mode="wrap")[0]
-    peaks = peaks[detector.score[peaks] > 0]
-    cands = detector.inds[peaks] - half
-    cands = np.unique(cands[(cands >= options.min_dwell) & (cands <= n - options.min_dwell)])
-    cost = CostL2Cumsum().fit(signal)
-    chosen = _select(cost, n, cands, options.penalty, options.min_dwell)
-    return _refine(cost, n, chosen, options.refine_radius, options.min_dwell)
-
-
-def _refine(cost: CostL2Cumsum, n: int, cps: np.ndarray, radius: int, min_dwell: int) -> np.ndarray:
-    """Move each change point, one at a time, to the position within +-``radius`` frames that
-    minimises the L2 cost of its two neighbouring segments (the window's peaks are only as
-    sharp as the smoothed signal)."""
-    cps = cps.copy()
-    for i in range(len(cps)):
-        left, right = (cps[i - 1] if i > 0 else 0), (cps[i + 1] if i + 1 < len(cps) else n)
-        best, best_c = None, cps[i]
-        for c in range(max(left + min_dwell, cps[i] - radius), min(right - min_dwell, cps[i] + radius) + 1):
-            v = cost.error(left, c) + cost.error(c, right)
-            if best is None or v < best:
-                best, best_c = v, c
-        cps[i] = best_c
-    return cps
-
-
-def _select(cost: CostL2Cumsum, n: int, cands: np.ndarray, penalty: float, min_dwell: int) -> np.ndarray:
-    """The subset of candidate change points minimising (L2 cost + penalty x number of
-    change points), exactly, by dynamic programming over the candidates.
-
-    ruptures' ``Window.predict(pen=...)`` instead adds peaks greedily, highest first, and
-    stops at the first one whose gain is below the penalty: with alternating segments
-    (slow, fast, slow) no single change point pays off alone and it finds none.
-    """
-    pos = np.r_[0, cands, n].astype(np.int64)
-    m = len(pos)
-    # L2 cost of every segment [pos[i], pos[j]) at once; too short or reversed ones are inf
-    a, b = np.meshgrid(pos, pos, indexing="ij")
-    length = np.maximum(b - a, 1)
-    d = cost._s1[b] - cost._s1[a]
-    seg = np.maximum(cost._s2[b] - cost._s2[a] - (d * d).sum(axis=-1) / length, 0.0) + penalty
-    seg[(b - a) < min_dwell] = np.inf
-    seg = seg.tolist()
-    best = [0.0] + [np.inf] * (m - 1)
-    prev = [0] * m
-    for j in range(1, m):
-        best[j], prev[j] = min((best[i] + seg[i][j], i) for i in range(j))
-    out, j = [], m - 1
-    while j > 0:
-        j = prev[j]
-        if j > 0:
-            out.append(int(pos[j]))
-    return np.array(sorted(out), dtype=np.int64)
+    detector = WindowL2(options.width, options.min_dwell, options.refine_radius).fit(signal)
+    return np.asarray(detector.predict(options.penalty)[:-1], dtype=np.int64)
 
 
 def _mode(values: np.ndarray) -> int:
@@ -407,7 +254,7 @@ def _blocks(traj: Trajectories, tracks_per_block: int) -> list[dict[str, np.ndar
     for first in range(0, traj.n_tracks, tracks_per_block):
         last = min(first + tracks_per_block, traj.n_tracks)
         a, b = traj.offsets[first], traj.offsets[last]
-        block = {name: np.asarray(traj.points[name][a:b]) for name in ("pred_alpha", "pred_K", "pred_state")}
+        block = {name: np.asarray(traj.points[name][a:b]) for name in REQUIRED_PRED_COLUMNS}
         if all(c in traj.points for c in STATE_PROB_COLUMNS):
             block["probs"] = np.column_stack([np.asarray(traj.points[c][a:b]) for c in STATE_PROB_COLUMNS])
         for name in ("x", "y"):
@@ -423,19 +270,19 @@ def segment_trajectories(traj: Trajectories, options: SegmentOptions = SegmentOp
                          tracks_per_block: int = 500, progress: bool = False) -> dict[str, np.ndarray]:
     """Segments of every track of ``traj`` (which must hold ``pred_alpha``, ``pred_K``,
     ``pred_state``), as a table with columns :data:`SEGMENT_COLUMNS`, in track order.
-    The state probabilities (:data:`anomalousnet.inference.STATE_PROB_COLUMNS`) and the
+    The state probabilities (:data:`anomalousnet.core.names.STATE_PROB_COLUMNS`) and the
     positions ``x``, ``y`` are used when present (see :func:`segment_track`).
 
     With a ``distributed.Client``, blocks of ``tracks_per_block`` tracks run as Dask tasks;
     without one, in this process. Raises KeyError naming a missing prediction column.
     """
-    for name in ("pred_alpha", "pred_K", "pred_state"):
+    for name in REQUIRED_PRED_COLUMNS:
         if name not in traj.points:
             raise KeyError(f"points/{name} is missing: run prediction first (anomalousnet-batch infer)")
     blocks = _blocks(traj, tracks_per_block)
     if client is None:
         return concat_segments([_segment_block(b, options) for b in blocks])
-    from anomalousnet.parallel import map_as_completed
+    from anomalousnet.batch.cluster import map_as_completed
 
     results: dict[int, dict] = {}
     indexed = list(enumerate(blocks))
@@ -468,3 +315,12 @@ def check_coverage(segments: Mapping[str, np.ndarray], traj: Trajectories) -> No
             raise ValueError(f"particle {pid}: segments end at {expect}, track has {length} frames")
     if pos != len(particle):
         raise ValueError(f"segment row {pos} (particle {particle[pos]}) belongs to no track, or tracks are out of order")
+
+
+def with_frames(segments: Mapping[str, np.ndarray], traj: Trajectories) -> dict[str, np.ndarray]:
+    """The segments table with ``frame_start``: the frame number of each segment's first position."""
+    first = dict(zip(traj.tracks["particle"].tolist(), traj.points["frame"][traj.offsets[:-1]].tolist()))
+    out = dict(segments)
+    out["frame_start"] = np.array([first[p] for p in segments["particle"].tolist()], dtype=np.int64) + \
+        segments["start"]
+    return out

@@ -39,6 +39,9 @@ import h5py
 import numpy as np
 
 from anomalousnet import __version__
+from anomalousnet.core.errors import InputError
+from anomalousnet.core.trajectories import Trajectories, frame_problem
+from anomalousnet.io.atomic import TMP_SUFFIX, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -47,94 +50,14 @@ SCHEMA_VERSION = 1
 KINDS = ("trajectories", "training", "results")
 INDEX_NAME = "index.h5"
 SHARD_SUFFIX = ".h5"
-TMP_SUFFIX = ".tmp"
 REQUIRED_POINTS = ("frame", "x", "y")
 REQUIRED_TRACKS = ("particle",)
 REQUIRED_BY_KIND = {"trajectories": (), "training": ("alpha", "K", "state"), "results": ()}
 DEFAULT_UNITS = {"x": "px", "y": "px", "frame": "frame", "K": "px^2/frame^alpha", "alpha": "1"}
 
 
-class StoreError(ValueError):
+class StoreError(InputError):
     """A store file is missing, unreadable or does not follow the schema; names the file."""
-
-    def __init__(self, path: os.PathLike | str, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
-
-    def __reduce__(self):  # picklable, so it crosses from Dask workers intact
-        return type(self), (self.path, self.problem)
-
-
-@dataclasses.dataclass(frozen=True)
-class Trajectories:
-    """Ragged trajectories in CSR form.
-
-    ``points`` holds per-frame columns (at least frame, x, y), ``tracks`` per-trajectory
-    columns (at least particle); track ``i`` spans ``points[c][offsets[i]:offsets[i+1]]``.
-    """
-
-    offsets: np.ndarray
-    points: Mapping[str, np.ndarray]
-    tracks: Mapping[str, np.ndarray]
-
-    @property
-    def n_tracks(self) -> int:
-        return len(self.offsets) - 1
-
-    @property
-    def n_points(self) -> int:
-        return int(self.offsets[-1])
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def track(self, i: int) -> dict[str, np.ndarray]:
-        """Per-point columns of track ``i``."""
-        a, b = self.offsets[i], self.offsets[i + 1]
-        return {name: col[a:b] for name, col in self.points.items()}
-
-    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        return (self.track(i) for i in range(self.n_tracks))
-
-    @classmethod
-    def from_arrays(cls, arrays: list[dict[str, np.ndarray]], tracks: Mapping[str, np.ndarray] | None = None
-                    ) -> "Trajectories":
-        """Concatenate per-track dicts of equal-length columns (each with x, y; frame defaults to 0..n-1)."""
-        lengths = np.array([len(a["x"]) for a in arrays], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        names = set().union(*(a.keys() for a in arrays)) | {"frame"} if arrays else {"frame", "x", "y"}
-        points = {}
-        for name in sorted(names):
-            if name == "frame" and not all("frame" in a for a in arrays):
-                points[name] = np.concatenate([np.arange(n, dtype=np.int64) for n in lengths]) if arrays else \
-                    np.zeros(0, np.int64)
-                continue
-            points[name] = np.concatenate([np.asarray(a[name]) for a in arrays]) if arrays else np.zeros(0)
-        tracks = dict(tracks or {})
-        tracks.setdefault("particle", np.arange(len(arrays), dtype=np.int64))
-        return cls(offsets, points, {k: np.asarray(v) for k, v in tracks.items()})
-
-    @classmethod
-    def from_dataframe(cls, df, track_columns: tuple[str, ...] = ()) -> "Trajectories":
-        """From a trackpy-style table (particle, frame, x, y, ...); sorted by particle then frame."""
-        df = df.sort_values(["particle", "frame"], kind="stable")
-        particle = df["particle"].to_numpy(np.int64)
-        starts = np.flatnonzero(np.r_[True, particle[1:] != particle[:-1]]) if len(particle) else np.zeros(0, int)
-        offsets = np.r_[starts, len(particle)].astype(np.int64)
-        points = {c: df[c].to_numpy() for c in df.columns if c != "particle" and c not in track_columns}
-        tracks = {"particle": particle[starts]}
-        tracks.update({c: df[c].to_numpy()[starts] for c in track_columns})
-        return cls(offsets, points, tracks)
-
-    def to_dataframe(self):
-        """Tidy long form (particle, frame, x, y, ...), as trackpy writes it."""
-        import pandas as pd
-
-        data = {"particle": np.repeat(self.tracks["particle"], self.lengths)}
-        data.update(self.points)
-        return pd.DataFrame(data)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,10 +96,6 @@ def provenance(command: str, parameters: Mapping | None = None, source_path: str
     }
 
 
-def tmp_path_for(path: Path) -> Path:
-    return path.with_name("." + path.name + TMP_SUFFIX)
-
-
 def _write_column(group: h5py.Group, name: str, values) -> None:
     values = np.asarray(values)
     if values.dtype.kind in "UO":
@@ -196,9 +115,7 @@ def write_shard(path: os.PathLike | str, trajectories: Trajectories, kind: str =
     """
     path = Path(path)
     _check_trajectories(path, trajectories, kind)
-    tmp = tmp_path_for(path)
-    tmp.unlink(missing_ok=True)  # a leftover of an interrupted run is redone, never trusted
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs.update({"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "kind": kind})
             for key, value in (attrs or provenance("unknown")).items():
@@ -216,10 +133,6 @@ def write_shard(path: os.PathLike | str, trajectories: Trajectories, kind: str =
                 sub = group.create_group(table)
                 for name, col in columns.items():
                     _write_column(sub, name, col)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -275,13 +188,9 @@ def _check_trajectories(path: Path, t: Trajectories, kind: str) -> None:
     frame = np.asarray(t.points["frame"])
     if frame.dtype.kind not in "iu":
         raise StoreError(path, f"points/frame must be integer, not {frame.dtype}")
-    steps = np.diff(frame)
-    inner = np.ones(len(steps), bool)
-    inner[off[1:-1] - 1] = False  # the step from one track's last frame to the next track's first
-    if np.any(steps[inner] != 1):
-        bad = int(np.searchsorted(off, np.flatnonzero(inner & (steps != 1))[0], side="right") - 1)
-        raise StoreError(path, f"track {bad} (particle {t.tracks['particle'][bad]}) does not have one position per "
-                               "frame (frames must increase by 1)")
+    problem = frame_problem(t)
+    if problem:
+        raise StoreError(path, problem)
 
 
 def _check_table(path: Path, table: str, columns: Mapping[str, np.ndarray]) -> None:
@@ -309,6 +218,13 @@ def read_shard(path: os.PathLike | str) -> Shard:
     for table, columns in tables.items():
         _check_table(path, table, columns)
     return Shard(path, traj, attrs, tables)
+
+
+def read_attrs(path: os.PathLike | str) -> dict:
+    """The root attributes (provenance) of a store file alone, without reading its data."""
+    path = Path(path)
+    with _open(path) as f:
+        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
 
 
 def validate_shard(path: os.PathLike | str) -> Shard:
@@ -364,8 +280,7 @@ def write_index(store: os.PathLike | str, kind: str, attrs: Mapping | None = Non
         n_tracks.append(shard.trajectories.n_tracks)
         n_points.append(shard.trajectories.n_points)
     index = store / INDEX_NAME
-    tmp = tmp_path_for(index)
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(index) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update({"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "kind": kind, "role": "index"})
         for key, value in (attrs or provenance("index")).items():
             f.attrs[key] = value
@@ -375,7 +290,6 @@ def write_index(store: os.PathLike | str, kind: str, attrs: Mapping | None = Non
         links = f.create_group("shards")
         for name in names:
             links[name] = h5py.ExternalLink(name, "/")
-    os.replace(tmp, index)
     return index
 
 

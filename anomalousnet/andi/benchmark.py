@@ -3,15 +3,15 @@
 Datasets (seeded, written once under ``OUT/data`` and reused when present):
 
 * ``andi``: the five phenomenological models at the challenge's defaults
-  (:func:`anomalousnet.simulate.simulate_andi`), trajectories and, unless quick, videos.
+  (:func:`anomalousnet.simulation.andi_dataset.simulate_andi`), trajectories and, unless quick, videos.
 * ``directed``: what the defaults never draw: a single-state experiment with directed motion
   (alpha 1.95, state 3) and a two-state experiment switching between directed and
   subdiffusive motion, trajectories only.
 
 Methods, run in the same process on the same data: ``model`` (the AnomalousNet pipeline
 with the built-in model), ``classical`` (ruptures on step sizes + MSD fits) and ``naive``
-(one Brownian segment) - see :mod:`anomalousnet.baselines`. Every submission is scored by
-:func:`anomalousnet.andi.score` (the official metrics, per experiment). Also measured:
+(one Brownian segment) - see :mod:`anomalousnet.andi.baselines`. Every submission is scored by
+:func:`anomalousnet.andi.scoring.score` (the official metrics, per experiment). Also measured:
 throughput of each method (trajectories and frames per second, this machine), per-state
 frame recall (directed included), the modality gap (track-1 VIPs scored from the method's
 predictions on their ground-truth trajectories, i.e. without tracking), and the change-point
@@ -29,12 +29,16 @@ from typing import Sequence
 
 import numpy as np
 
-from anomalousnet import andi
-from anomalousnet import store as st
+from anomalousnet.andi import methods as andi_methods
+from anomalousnet.andi import scoring
+from anomalousnet.andi.scoring import format_value
+from anomalousnet.andi.submission import run_public
+from anomalousnet.core.trajectories import Trajectories
+from anomalousnet.io import andi_files as af
 
 log = logging.getLogger(__name__)
 
-METHOD_ORDER = ("model", "classical", "naive")
+METHOD_ORDER = andi_methods.METHODS
 # Goals of the built-in model (issue "AnDi-2 challenge I/O ... benchmark"): metric -> (bound, "<=" or ">=").
 GOALS = {
     ("andi", 2): {"cp_jaccard": (0.92, ">="), "cp_rmse": (1.0, "<="), "alpha_mae": (0.10, "<="),
@@ -62,6 +66,11 @@ class BenchmarkOptions:
     widths: tuple[int, ...] = (6, 10, 16, 24)
     methods: tuple[str, ...] = METHOD_ORDER
 
+    def __post_init__(self):
+        unknown = [m for m in self.methods if m not in METHOD_ORDER]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHOD_ORDER)}")
+
     @property
     def n_fovs(self) -> int:
         return self.fovs or 6
@@ -77,7 +86,7 @@ def directed_dics(seed: int, length: int = 200) -> list[dict]:
     """Parameters of the directed-motion experiments, in andi_datasets' dictionary form:
     single-state directed (alpha 1.95, K 0.1 so particles stay in view a while) and a
     two-state switch between directed (alpha 1.95) and subdiffusive (alpha 0.6) motion."""
-    from anomalousnet.simulate import experiment_dic
+    from anomalousnet.simulation.andi_dataset import experiment_dic
 
     single = experiment_dic("single_state", seed, 100, length)
     single.update({"Ds": [0.1, 0.001], "alphas": np.array([1.95, 0.01])})
@@ -90,7 +99,7 @@ def directed_dics(seed: int, length: int = 200) -> list[dict]:
 
 def make_datasets(data_dir: os.PathLike | str, options: BenchmarkOptions, progress: bool = True) -> dict[str, Path]:
     """Simulate (or reuse) the benchmark's datasets; returns name -> folder with public/ and ref/."""
-    from anomalousnet import simulate
+    from anomalousnet.simulation import andi_dataset as simulate
 
     data_dir = Path(data_dir)
     roots = {}
@@ -113,32 +122,32 @@ def make_datasets(data_dir: os.PathLike | str, options: BenchmarkOptions, progre
 
 # ----------------------------------------------------------------------------- running
 
-def _warmup_trajectories() -> st.Trajectories:
+def _warmup_trajectories() -> Trajectories:
     rng = np.random.default_rng(0)
-    return st.Trajectories.from_arrays([{"x": rng.normal(size=n).cumsum(), "y": rng.normal(size=n).cumsum()}
+    return Trajectories.from_arrays([{"x": rng.normal(size=n).cumsum(), "y": rng.normal(size=n).cumsum()}
                                         for n in (2, 50, 200)])
 
 
 def _frames(public: Path, tracks: Sequence[int]) -> dict[int, int]:
     frames = {}
-    for fov in andi.find_public(public, tracks):
+    for fov in af.find_public(public, tracks):
         if fov.track == 2:
-            frames[2] = frames.get(2, 0) + andi.read_andi_csv(fov.trajs).n_points
+            frames[2] = frames.get(2, 0) + af.read_andi_csv(fov.trajs).n_points
     return frames
 
 
 def vip_submission_from_track2(sub_dir: Path, ref_dir: Path, out_dir: Path) -> None:
     """Track-1 submission made of the track-2 lines of the VIPs: the method's predictions on
     the VIPs' ground-truth trajectories (no tracking) - the other side of the modality gap."""
-    for exp, exp_dir in andi.experiments(ref_dir / "track_1"):
+    for exp, exp_dir in af.experiments(ref_dir / "track_1"):
         for fov_path in sorted(exp_dir.glob("vip_idx_fov_*.txt")):
             fov = int(fov_path.stem.rsplit("_", 1)[1])
-            vip = set(andi.read_vip_idx(fov_path).tolist())
-            labels, _ = andi.read_labels(andi.submission_path(sub_dir, 2, exp, fov))
-            andi.write_labels(andi.submission_path(out_dir, 1, exp, fov), [l for l in labels if l.idx in vip])
-        ens = andi.submission_path(sub_dir, 2, exp) / andi.ENSEMBLE_NAME
+            vip = set(af.read_vip_idx(fov_path).tolist())
+            labels, _ = af.read_labels(af.submission_path(sub_dir, 2, exp, fov))
+            af.write_labels(af.submission_path(out_dir, 1, exp, fov), [l for l in labels if l.idx in vip])
+        ens = af.submission_path(sub_dir, 2, exp) / af.ENSEMBLE_NAME
         if ens.exists():
-            andi.write_ensemble(andi.submission_path(out_dir, 1, exp) / andi.ENSEMBLE_NAME, andi.read_ensemble(ens))
+            af.write_ensemble(af.submission_path(out_dir, 1, exp) / af.ENSEMBLE_NAME, af.read_ensemble(ens))
 
 
 def run_benchmark(out_dir: os.PathLike | str, options: BenchmarkOptions = BenchmarkOptions(),
@@ -151,7 +160,7 @@ def run_benchmark(out_dir: os.PathLike | str, options: BenchmarkOptions = Benchm
     for name in options.methods:
         t0 = time.perf_counter()
         try:
-            methods[name] = andi.make_method(name, options.model)
+            methods[name] = andi_methods.make_method(name, options.model)
             methods[name](_warmup_trajectories())  # loading and compiling are not per-trajectory costs
         except Exception as exc:  # noqa: BLE001 - e.g. no model bundle: the others still run, reported
             unavailable[name] = f"{type(exc).__name__}: {exc}"
@@ -170,30 +179,31 @@ def run_benchmark(out_dir: os.PathLike | str, options: BenchmarkOptions = Benchm
         if 1 in tracks:  # every method sees the same tracked trajectories; tracking timed once
             store = out_dir / "tracks" / dataset
             t0 = time.perf_counter()
-            tracked = andi.track_public(root / "public", store, progress=progress)
+            tracked = andi_methods.track_public(root / "public", store, progress=progress)
             result["tracking"] = {"seconds": time.perf_counter() - t0, "videos": len(tracked.written),
-                                  "reused": len(tracked.skipped), "failed": tracked.failed}
-            tracker = andi.default_tracker(store_dir=store)
+                                  "reused": len(tracked.kept), "failed": tracked.failed}
+            tracker = andi_methods.default_tracker(store_dir=store)
         for name, method in methods.items():
             sub = out_dir / "submissions" / dataset / name
-            summary = andi.run_public(root / "public", sub, method, tracks, tracker=tracker, progress=progress)
-            report = andi.score(sub, root / "ref", tracks)
-            run = {"score": report.to_dict(), "fallback": summary.n_fallback, "failures": summary.failures,
-                   "fallback_reasons": summary.fallback_reasons, "seconds": summary.seconds,
-                   "trajectories": summary.n_trajectories}
+            summary = run_public(root / "public", sub, method, tracks, tracker=tracker, progress=progress)
+            report = scoring.score(sub, root / "ref", tracks)
+            run = {"score": report.to_dict(), "fallback": summary.counts.get("fallback", {}),
+                   "failures": [f"{what}: {why}" for what, why in summary.failed.items()],
+                   "fallback_reasons": summary.counts.get("fallback_reasons", {}), "seconds": summary.seconds,
+                   "trajectories": summary.counts.get("trajectories", {})}
             if 1 in tracks:
                 gt = out_dir / "submissions" / dataset / f"{name}-vip-ground-truth"
                 vip_submission_from_track2(sub, root / "ref", gt)
-                run["vip_ground_truth"] = andi.score(gt, root / "ref", [1]).to_dict()
+                run["vip_ground_truth"] = scoring.score(gt, root / "ref", [1]).to_dict()
             result["runs"].setdefault(dataset, {})[name] = run
             if dataset == "andi":
                 seconds = summary.seconds.get(2, float("nan"))
-                n = summary.n_trajectories.get(2, 0)
+                n = summary.counts.get("trajectories", {}).get(2, 0)
                 result["throughput"][name] = {"track2_trajectories_per_s": n / seconds if seconds else None,
                                               "track2_frames_per_s": frames.get(2, 0) / seconds if seconds else None,
                                               "track2_seconds": seconds,
                                               "track1_seconds_per_video_after_tracking": (summary.seconds.get(1, 0.0) /
-                                                                           max(1, len(andi.find_public(root / "public", [1]))))
+                                                                           max(1, len(af.find_public(root / "public", [1]))))
                                               if 1 in tracks else None}
     if "model" in methods:
         result["sensitivity"] = changepoint_sensitivity(roots["andi"], methods["model"].bundle, options)
@@ -222,23 +232,20 @@ def changepoint_sensitivity(root: Path, bundle, options: BenchmarkOptions) -> di
     """Change-point Jaccard and RMSE (official) of the model pipeline over the grid of the
     detector's penalty x window width, on the track-2 experiments whose trajectories have
     change points (all but single_state). Predictions are computed once per FOV."""
-    from anomalousnet.changepoints import SegmentOptions, segment_trajectories
-    from anomalousnet.inference import STATE_PROB_COLUMNS, predict
+    from anomalousnet.networks.predict import predict, with_predictions
+    from anomalousnet.segments.segmentation import SegmentOptions, segment_trajectories
 
     ref = root / "ref"
     cases = []  # (trajectories with predictions, reference labels by idx)
-    for exp, exp_dir in andi.experiments(ref / "track_2"):
-        if andi.read_ensemble(exp_dir / andi.ENSEMBLE_NAME).model == "single_state":
+    for exp, exp_dir in af.experiments(ref / "track_2"):
+        if af.read_ensemble(exp_dir / af.ENSEMBLE_NAME).model == "single_state":
             continue
-        for fov in andi.find_public(root / "public", [2]):
+        for fov in af.find_public(root / "public", [2]):
             if fov.exp != exp:
                 continue
-            traj = andi.read_andi_csv(fov.trajs)
-            pred = predict(bundle, traj)
-            points = dict(traj.points)
-            points.update({k: pred[k] for k in ("pred_alpha", "pred_K", "pred_state", *STATE_PROB_COLUMNS)})
-            labels, _ = andi.read_labels(exp_dir / f"traj_labs_fov_{fov.fov}.txt")
-            cases.append((st.Trajectories(traj.offsets, points, traj.tracks), {l.idx: l for l in labels}))
+            traj = af.read_andi_csv(fov.trajs)
+            labels, _ = af.read_labels(exp_dir / f"traj_labs_fov_{fov.fov}.txt")
+            cases.append((with_predictions(traj, predict(bundle, traj)), {l.idx: l for l in labels}))
     default = SegmentOptions()
     grid = []
     for penalty in options.penalties:
@@ -246,9 +253,9 @@ def changepoint_sensitivity(root: Path, bundle, options: BenchmarkOptions) -> di
             opts = dataclasses.replace(default, penalty=float(penalty), width=int(width))
             pairs = []
             for traj, ref_by_idx in cases:
-                for label in andi.labels_from_segments(segment_trajectories(traj, opts)):
+                for label in af.labels_from_segments(segment_trajectories(traj, opts)):
                     pairs.append((ref_by_idx[label.idx], label))
-            m = andi.score_single(pairs)
+            m = scoring.score_single(pairs)
             grid.append({"penalty": float(penalty), "width": int(width), "cp_jaccard": m["cp_jaccard"],
                          "cp_rmse": m["cp_rmse"], "alpha_mae": m["alpha_mae"]})
     best = max(grid, key=lambda g: (g["cp_jaccard"] or 0) - 0.05 * (g["cp_rmse"] or 0)) if grid else None
@@ -313,27 +320,27 @@ def _scored_runs(result: dict):
 def format_report(result: dict) -> str:
     """The benchmark as plain text: metrics per method and track, per experiment, per-state
     recall, modality gap, throughput, change-point sensitivity map, goals."""
-    names = andi.SINGLE_METRICS + andi.ENSEMBLE_METRICS
+    names = scoring.SINGLE_METRICS + scoring.ENSEMBLE_METRICS
     lines = []
     if result.get("model"):
         lines.append(f"model bundle {result['model']['path']} (sha256 {result['model']['sha256'][:12]})")
-    head = f"{'dataset':<9} {'trk':>3} {'method':<10} " + " ".join(f"{andi.HEADERS[n]:>9}" for n in names) + \
+    head = f"{'dataset':<9} {'trk':>3} {'method':<10} " + " ".join(f"{scoring.HEADERS[n]:>9}" for n in names) + \
         f" {'directed':>9} {'fallback':>8}"
     lines += ["== official metrics (overall) ==", head, "-" * len(head)]
     for dataset, track, method, run in _scored_runs(result):
         t = run["score"]["tracks"][str(track)]
-        cells = " ".join(f"{andi._cell(t['overall'].get(n)):>9}" for n in names)
+        cells = " ".join(f"{format_value(t['overall'].get(n)):>9}" for n in names)
         lines.append(f"{dataset:<9} {track:>3} {method:<10} {cells} "
-                     f"{andi._cell(t['state_recall']['directed']['recall']):>9} "
+                     f"{format_value(t['state_recall']['directed']['recall']):>9} "
                      f"{run['fallback'].get(str(track), run['fallback'].get(track, 0)):>8}")
         if "vip_ground_truth" in run and track == 1:
             g = run["vip_ground_truth"]["tracks"]["1"]["overall"]
-            cells = " ".join(f"{andi._cell(g.get(n)):>9}" for n in names)
+            cells = " ".join(f"{format_value(g.get(n)):>9}" for n in names)
             lines.append(f"{'':<9} {'1gt':>3} {method:<10} {cells}   (VIPs from ground-truth trajectories)")
     lines += ["", "== per experiment =="]
     for dataset, track, method, run in _scored_runs(result):
         for e in run["score"]["tracks"][str(track)]["experiments"]:
-            cells = " ".join(f"{andi._cell(e.get(n)):>9}" for n in names)
+            cells = " ".join(f"{format_value(e.get(n)):>9}" for n in names)
             lines.append(f"{dataset:<9} {track:>3} {method:<10} exp {e['exp']} {e['model']:<15.15} {cells}")
     lines += ["", "== per-state frame recall (track 2) =="]
     for dataset, runs in result["runs"].items():
@@ -342,13 +349,13 @@ def format_report(result: dict) -> str:
             if run:
                 rec = run["score"]["tracks"]["2"]["state_recall"]
                 lines.append(f"{dataset:<9} {method:<10} " + ", ".join(
-                    f"{k} {andi._cell(v['recall'])} ({v['frames']})" for k, v in rec.items() if v["frames"]))
+                    f"{k} {format_value(v['recall'])} ({v['frames']})" for k, v in rec.items() if v["frames"]))
     lines += ["", "== throughput (andi dataset, this machine) =="]
     for method, t in result["throughput"].items():
         lines.append(f"{method:<10} start-up {result.get('startup_seconds', {}).get(method, 0):.1f} s; "
-                     f"track 2: {andi._cell(t['track2_trajectories_per_s'])} trajectories/s, "
-                     f"{andi._cell(t['track2_frames_per_s'])} frames/s"
-                     + (f"; track 1: {andi._cell(t['track1_seconds_per_video_after_tracking'])} s/video after tracking"
+                     f"track 2: {format_value(t['track2_trajectories_per_s'])} trajectories/s, "
+                     f"{format_value(t['track2_frames_per_s'])} frames/s"
+                     + (f"; track 1: {format_value(t['track1_seconds_per_video_after_tracking'])} s/video after tracking"
                         if t.get("track1_seconds_per_video_after_tracking") is not None else ""))
     if result.get("tracking"):
         tr = result["tracking"]
@@ -365,7 +372,7 @@ def format_report(result: dict) -> str:
             cells = []
             for w in widths:
                 g = next(g for g in sens["grid"] if g["penalty"] == p and g["width"] == w)
-                cells.append(f"{andi._cell(g['cp_jaccard'])}/{andi._cell(g['cp_rmse'])}".rjust(13))
+                cells.append(f"{format_value(g['cp_jaccard'])}/{format_value(g['cp_rmse'])}".rjust(13))
             lines.append(f"{p:>8} " + " ".join(cells))
         if sens["best"]:
             lines.append(f"best ({sens['criterion']}): penalty {sens['best']['penalty']}, width {sens['best']['width']}")
@@ -375,7 +382,7 @@ def format_report(result: dict) -> str:
     for g in result.get("goals", []):
         state = {True: "met", False: "NOT met", None: "not measured"}[g["met"]]
         lines.append(f"{g['dataset']:<9} track {g['track']} {g['metric']:<16} {g['goal']:<9} "
-                     f"value {andi._cell(g['value']):>8}  {state}"
+                     f"value {format_value(g['value']):>8}  {state}"
                      + (f"  (worse or equal: {', '.join(k for k, v in g['detail'].items() if v is False)})"
                         if g.get("detail") and not g["met"] else ""))
     lines.append(f"\ntotal {result.get('seconds_total', 0):.0f} s")

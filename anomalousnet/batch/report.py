@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from anomalousnet import store as st
+from anomalousnet.core.names import STATE_NAMES
+from anomalousnet.io import store as st
+from anomalousnet.io.atomic import atomic_path
 
-STATE_NAMES = ("immobile", "confined", "free", "directed")
 STATE_COLOURS = ("#7f7f7f", "#1f77b4", "#2ca02c", "#d62728")
 
 
@@ -72,8 +73,7 @@ def fov_figure(shard: st.Shard, path: os.PathLike | str, n_examples: int = 4) ->
     ax_t.set_title("alpha(t) with change points")
     fig.suptitle(f"{Path(str(shard.attrs.get('source_path', shard.path))).name}: {traj.n_tracks} trajectories, "
                  f"{len(seg['start'])} segments")
-    tmp = path.with_name("." + path.name + ".tmp")
-    fig.savefig(tmp, dpi=90, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path

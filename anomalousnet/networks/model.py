@@ -2,7 +2,7 @@
 
 Keras 3 functional API with Keras layers and ``keras.ops`` only (no backend calls), so a
 bundle loads and predicts under any Keras backend (TensorFlow, JAX, PyTorch). Only the
-training loop (anomalousnet.training) is TensorFlow-specific.
+training loop (anomalousnet.networks.training) is TensorFlow-specific.
 
 Architecture (reads top to bottom in :func:`build_unet`): for each encoder level a
 conv block (two Conv1D + LayerNorm + ReLU) then max-pooling; a bottleneck conv block; for
@@ -22,8 +22,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-TARGETS = ("alpha", "K", "state")
-N_STATES = 4
+from anomalousnet.core.names import N_STATES, TARGETS
+
 N_CHANNELS = 3
 
 # Filters per level (the last entry is the bottleneck). `paper`: AnomalousNet's networks

@@ -1,7 +1,7 @@
 """The main job: inputs -> track -> predict -> segment -> ensemble -> results.
 
 Inputs are TIFF videos (tracked first, one trajectory shard per video, with
-:func:`anomalousnet.tracking.track_videos`), trajectory stores (each shard is one field of
+:func:`anomalousnet.tracking.batch.track_videos`), trajectory stores (each shard is one field of
 view) or AnDi-style trajectory CSVs (``traj_idx,frame,x,y``). Every field of view (FOV)
 becomes one shard of the results store, processed and written before the next is read,
 so memory does not grow with the number of inputs.
@@ -27,35 +27,29 @@ and parameters is kept. A bad input is named in the summary and skipped; the oth
 from __future__ import annotations
 
 import dataclasses
-import glob
-import hashlib
 import json
 import logging
 import os
-import re
 import time
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from anomalousnet import changepoints as cp
 from anomalousnet import ensemble as ens
-from anomalousnet import store as st
-from anomalousnet.inference import STATE_PROB_COLUMNS
-from anomalousnet.trajectory_io import TrajectoryFileError, read_andi_csv
+from anomalousnet.batch.inputs import expand_inputs, shard_name
+from anomalousnet.batch.summary import Summary
+from anomalousnet.batch.tables import finite, write_figures, write_tables
+from anomalousnet.core.errors import InputError
+from anomalousnet.core.names import REQUIRED_PRED_COLUMNS, STATE_PROB_COLUMNS
+from anomalousnet.core.trajectories import Trajectories
+from anomalousnet.io import store as st
+from anomalousnet.io.andi_files import TrajectoryFileError, read_andi_csv
+from anomalousnet.segments.segmentation import SegmentOptions, segment_trajectories, with_frames
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".tif", ".tiff")
-CSV_SUFFIXES = (".csv",)
-STATE_NAMES = ("immobile", "confined", "free", "directed")
-REQUIRED_PRED_COLUMNS = ("pred_alpha", "pred_K", "pred_state")
-PRED_COLUMNS = REQUIRED_PRED_COLUMNS + STATE_PROB_COLUMNS
-STORE_DIR, TRACKS_DIR, FIGURES_DIR, ENSEMBLE_DIR = "store", "tracks", "figures", "ensemble"
-
-# The interface for other stages (AnDi submissions): one track's predictions -> segments.
-segment_track = cp.segment_track
+STORE_DIR, TRACKS_DIR, FIGURES_DIR = "store", "tracks", "figures"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,48 +63,23 @@ class InferOptions:
     segment: change-point options.
     report: write a PNG figure per FOV.
     workers, scheduler_file: Dask cluster for tracking and change points (see
-        anomalousnet.parallel.dask_client); workers=1 runs change points in-process.
-    track_options: anomalousnet.tracking.TrackOptions for video inputs (None: its defaults).
+        anomalousnet.batch.cluster.dask_client); workers=1 runs change points in-process.
+    track_options: anomalousnet.tracking.video_tracking.TrackOptions for video inputs (None: its defaults).
+    fill_gaps: CSV inputs whose trajectories skip frames (trackpy's ``link`` with ``memory``)
+        are filled by interpolation and flagged (``interpolated``) instead of refused.
     """
 
     model: str = "default"
     batch_size: int = 1024
     pixel_size_um: float | None = None
     frame_interval_s: float | None = None
-    segment: cp.SegmentOptions = cp.SegmentOptions()
+    segment: SegmentOptions = SegmentOptions()
     report: bool = False
     workers: int | None = None
     scheduler_file: str | None = None
     track_options: object | None = None
+    fill_gaps: bool = False
     progress: bool = True
-
-
-@dataclasses.dataclass
-class InferSummary:
-    """What a run did: results shards written now, kept from an earlier run, and the
-    inputs that could not be processed (input -> reason)."""
-
-    out_dir: Path
-    written: list[Path] = dataclasses.field(default_factory=list)
-    kept: list[Path] = dataclasses.field(default_factory=list)
-    failed: dict[str, str] = dataclasses.field(default_factory=dict)
-    figures: list[Path] = dataclasses.field(default_factory=list)
-    seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # wall time per stage
-    device: str = ""
-
-    def add_time(self, stage: str, seconds: float) -> None:
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def to_json(self) -> str:
-        return json.dumps({"out_dir": str(self.out_dir), "written": [str(p) for p in self.written],
-                           "kept": [str(p) for p in self.kept], "failed": self.failed,
-                           "figures": [str(p) for p in self.figures],
-                           "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-                           "device": self.device}, indent=2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,72 +93,24 @@ class Source:
 
     @property
     def name(self) -> str:
-        """Results shard name: parent folder and stem (readable) + hash of the origin's
-        absolute path (stable across runs; AnDi repeats exp_E/trajs_fov_F.csv names)."""
-        path = self.origin.resolve()
-        digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
-        readable = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{path.parent.name}_{path.stem}").lstrip("._") or "fov"
-        return f"{readable}-{digest}{st.SHARD_SUFFIX}"
+        """Results shard name, from the origin's path (stable across runs)."""
+        return shard_name(self.origin)
 
 
 # ----------------------------------------------------------------------------- inputs
 
-def expand_inputs(patterns: Sequence[str]) -> tuple[dict[str, list[Path]], dict[str, str]]:
-    """Expand paths, folders (their videos and CSVs) and glob patterns into inputs by type
-    ("video", "csv", "store", "shard"), sorted and without duplicates; patterns that match
-    nothing and files of unknown type come back as failures (input -> reason)."""
-    found: dict[str, list[Path]] = {"video": [], "csv": [], "store": [], "shard": []}
-    failed: dict[str, str] = {}
-    seen: set[Path] = set()
-    for pattern in patterns:
-        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-        if glob.has_magic(pattern) and not matches:
-            failed[pattern] = "pattern matches no file"
-            continue
-        for match in matches:
-            path = Path(match)
-            if path.resolve() in seen:
-                continue
-            seen.add(path.resolve())
-            if not path.exists():
-                failed[str(path)] = "no such file or directory"
-            elif path.is_dir():
-                if (path / st.INDEX_NAME).exists():
-                    found["store"].append(path)
-                    continue
-                # a plain folder: its videos and CSVs (not recursive)
-                inside = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES + CSV_SUFFIXES)
-                if not inside:
-                    failed[str(path)] = (f"directory holds no store index ({st.INDEX_NAME}), .tif/.tiff video "
-                                         "or .csv file")
-                for p in inside:
-                    if p.resolve() not in seen:
-                        seen.add(p.resolve())
-                        found["video" if p.suffix.lower() in VIDEO_SUFFIXES else "csv"].append(p)
-            elif path.suffix.lower() in VIDEO_SUFFIXES:
-                found["video"].append(path)
-            elif path.suffix.lower() in CSV_SUFFIXES:
-                found["csv"].append(path)
-            elif path.suffix.lower() == st.SHARD_SUFFIX:
-                found["shard"].append(path)
-            else:
-                failed[str(path)] = (f"unknown input type {path.suffix!r}: expected a TIFF video (.tif/.tiff), "
-                                     "an AnDi-style CSV (.csv), a store directory or a shard (.h5)")
-    return found, failed
-
-
 def _track(videos: list[Path], tracks_dir: Path, options: InferOptions, failed: dict[str, str]) -> list[Source]:
     """Track the videos into ``tracks_dir`` (resuming) and return one source per tracked video."""
-    from anomalousnet import tracking
+    from anomalousnet.tracking.batch import track_videos
+    from anomalousnet.tracking.video_tracking import TrackOptions
 
-    summary = tracking.track_videos([str(v) for v in videos], tracks_dir,
-                                    options=options.track_options or tracking.TrackOptions(),
-                                    workers=options.workers, scheduler_file=options.scheduler_file)
+    summary = track_videos([str(v) for v in videos], tracks_dir, options=options.track_options or TrackOptions(),
+                           workers=options.workers, scheduler_file=options.scheduler_file)
     for video, reason in summary.failed.items():
         failed[str(video)] = f"tracking failed: {reason}"
     by_source: dict[str, Path] = {}
-    for shard in list(summary.written) + list(summary.skipped):
-        attrs = _attrs(Path(shard))
+    for shard in list(summary.written) + list(summary.kept):
+        attrs = st.read_attrs(shard)
         by_source[str(Path(attrs.get("source_path", "")).resolve())] = Path(shard)
     sources = []
     for video in videos:
@@ -199,13 +120,6 @@ def _track(videos: list[Path], tracks_dir: Path, options: InferOptions, failed: 
         elif str(video) not in failed:
             failed[str(video)] = "tracking wrote no trajectory shard for this video"
     return sources
-
-
-def _attrs(path: Path) -> dict:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
 
 
 def collect_sources(found: Mapping[str, list[Path]], out_dir: Path, options: InferOptions,
@@ -225,10 +139,10 @@ def collect_sources(found: Mapping[str, list[Path]], out_dir: Path, options: Inf
     return sources
 
 
-def load_source(source: Source) -> tuple[st.Trajectories, dict]:
+def load_source(source: Source, fill_gaps: bool = False) -> tuple[Trajectories, dict]:
     """Trajectories of one source and its provenance (source path and checksum, units)."""
     if source.kind == "csv":
-        traj = read_andi_csv(source.path)
+        traj = read_andi_csv(source.path, fill_gaps=fill_gaps)
         return traj, {"source_path": str(source.origin), "source_sha256": st.sha256_of(source.path)}
     shard = st.read_shard(source.path)
     if shard.trajectories.n_tracks == 0:
@@ -247,31 +161,21 @@ def load_source(source: Source) -> tuple[st.Trajectories, dict]:
 
 # ----------------------------------------------------------------------------- one FOV
 
-def analyse(traj: st.Trajectories, bundle, options: InferOptions, client=None, timer=None
-            ) -> tuple[dict, dict, dict]:
+def analyse_fov(traj: Trajectories, bundle, options: InferOptions, client=None, timer=None
+                ) -> tuple[dict, dict, dict]:
     """Predict, segment and summarise one FOV: (per-point predictions, segments, ensemble).
     ``timer(stage, seconds)``, if given, receives the time of each stage."""
-    from anomalousnet import inference
+    from anomalousnet.networks.predict import predict, with_predictions
 
     timer = timer or (lambda stage, seconds: None)
     t = time.perf_counter()
-    preds = inference.predict(bundle, traj, batch_size=options.batch_size)
+    preds = predict(bundle, traj, batch_size=options.batch_size)
     timer("predict", time.perf_counter() - t)
     t = time.perf_counter()
-    with_preds = st.Trajectories(traj.offsets, {**traj.points, **{c: preds[c] for c in PRED_COLUMNS}}, traj.tracks)
-    segments = cp.segment_trajectories(with_preds, options.segment, client=client, progress=False)
-    segments, ensemble = _with_frames(segments, traj), ens.fov_ensemble(segments)
+    segments = segment_trajectories(with_predictions(traj, preds), options.segment, client=client, progress=False)
+    segments, ensemble = with_frames(segments, traj), ens.fov_ensemble(segments)
     timer("segment", time.perf_counter() - t)
     return preds, segments, ensemble
-
-
-def _with_frames(segments: dict, traj: st.Trajectories) -> dict:
-    """Add frame_start: the frame number of each segment's first position."""
-    first = dict(zip(traj.tracks["particle"].tolist(), traj.points["frame"][traj.offsets[:-1]].tolist()))
-    out = dict(segments)
-    out["frame_start"] = np.array([first[p] for p in segments["particle"].tolist()], dtype=np.int64) + \
-        segments["start"]
-    return out
 
 
 def config_key(bundle, options: InferOptions) -> str:
@@ -286,7 +190,7 @@ def _existing_matches(path: Path, key: str, source: Source) -> bool:
     model and parameters, and (for CSV and shard inputs) from an unchanged input file."""
     if st.needs_writing(path):
         return False
-    attrs = _attrs(path)
+    attrs = st.read_attrs(path)
     if attrs.get("config") != key:
         log.warning("%s was made with another model or other parameters; redoing it", path)
         return False
@@ -299,16 +203,17 @@ def _existing_matches(path: Path, key: str, source: Source) -> bool:
 def process_source(source: Source, store_dir: Path, bundle, options: InferOptions, client=None,
                    timer=None) -> Path:
     """Analyse one FOV and write its results shard (atomically). Raises on bad input."""
+    from anomalousnet.networks.predict import compute_device, with_predictions
+
     timer = timer or (lambda stage, seconds: None)
     t = time.perf_counter()
-    traj, source_attrs = load_source(source)
+    traj, source_attrs = load_source(source, options.fill_gaps)
     timer("read", time.perf_counter() - t)
     path = store_dir / source.name
     if traj.n_tracks == 0:
         raise TrajectoryFileError(source.origin, "no trajectories (nothing tracked or an empty file)")
-    preds, segments, ensemble = analyse(traj, bundle, options, client, timer)
+    preds, segments, ensemble = analyse_fov(traj, bundle, options, client, timer)
     t = time.perf_counter()
-    points = {**traj.points, **{c: preds[c] for c in PRED_COLUMNS}}
     tracks = {**traj.tracks, "fallback": np.asarray(preds["fallback"], dtype=bool)}
     units = {**st.DEFAULT_UNITS, "pred_alpha": "1", "pred_K": "px^2/frame^alpha", "pred_state": "0 immobile, "
              "1 confined, 2 free, 3 directed", **{c: "probability" for c in STATE_PROB_COLUMNS}}
@@ -320,31 +225,11 @@ def process_source(source: Source, store_dir: Path, bundle, options: InferOption
     attrs.update({k: v for k, v in source_attrs.items()})
     attrs.update({"model_sha256": bundle.sha256, "model_path": str(bundle.path),
                   "config": config_key(bundle, options), "device": compute_device()})
-    written = st.write_shard(path, st.Trajectories(traj.offsets, points, tracks), kind="results", attrs=attrs,
+    written = st.write_shard(path, Trajectories(traj.offsets, with_predictions(traj, preds).points, tracks),
+                             kind="results", attrs=attrs,
                              tables={"segments": segments, "ensemble": ensemble})
     timer("write", time.perf_counter() - t)
     return written
-
-
-def compute_device() -> str:
-    """Where the networks run: Keras' backend and the GPUs it sees (it uses the first, else the CPU)."""
-    import keras
-
-    backend = keras.backend.backend()
-    gpus: list[str] = []
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
-    elif backend == "jax":
-        import jax
-
-        gpus = [str(d) for d in jax.devices() if d.platform == "gpu"]
-    elif backend == "torch":
-        import torch
-
-        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return f"{backend}: " + (f"GPU ({', '.join(gpus)})" if gpus else "CPU (no GPU visible)")
 
 
 def _nan(value: float | None) -> float:
@@ -357,32 +242,34 @@ def _client_context(options: InferOptions):
     import contextlib
 
     if options.scheduler_file or (options.workers or len(os.sched_getaffinity(0))) > 1:
-        from anomalousnet.parallel import dask_client
+        from anomalousnet.batch.cluster import dask_client
 
         return dask_client(options.workers, options.scheduler_file)
     return contextlib.nullcontext(None)
 
 
 def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferOptions = InferOptions()
-              ) -> InferSummary:
+              ) -> Summary:
     """Run the main job on ``inputs`` (paths or glob patterns) into ``out_dir``.
 
-    Returns an InferSummary; bad inputs are in ``summary.failed`` (the run goes on). An
-    unusable model raises anomalousnet.inference.BundleError before anything is written.
+    Returns a :class:`Summary` (``info``: the compute ``device`` and the ``figures`` written);
+    bad inputs are in ``failed`` (the run goes on). An unusable model raises
+    :class:`~anomalousnet.networks.bundle.BundleError` before anything is written.
     """
     from tqdm import tqdm
 
-    from anomalousnet import inference
+    from anomalousnet.networks.bundle import BundleError, load_bundle
+    from anomalousnet.networks.predict import compute_device
 
     out_dir = Path(out_dir)
-    bundle = inference.load_bundle(options.model)
+    bundle = load_bundle(options.model)
     missing = [t for t in ("alpha", "K", "state") if t not in bundle.targets]
     if missing:
-        raise inference.BundleError(bundle.path, f"has no {', '.join(missing)} head(s); infer needs alpha, K and "
+        raise BundleError(bundle.path, f"has no {', '.join(missing)} head(s); infer needs alpha, K and "
                                                  "state (train them with `anomalousnet-batch train --target all`)")
     store_dir = out_dir / STORE_DIR
     store_dir.mkdir(parents=True, exist_ok=True)
-    summary = InferSummary(out_dir)
+    summary = Summary(out_dir)
     found, summary.failed = expand_inputs(inputs)
     key = config_key(bundle, options)
     t = time.perf_counter()
@@ -398,14 +285,14 @@ def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferO
     if summary.kept:
         log.info("%d field(s) of view already done (complete results shards kept)", len(summary.kept))
     if todo:
-        summary.device = compute_device()
-        log.info("networks run on %s", summary.device)
+        summary.info["device"] = compute_device()
+        log.info("networks run on %s", summary.info["device"])
         with _client_context(options) as client:
             for source in tqdm(todo, desc="infer", unit="fov", disable=not options.progress):
                 try:
                     summary.written.append(process_source(source, store_dir, bundle, options, client,
                                                           summary.add_time))
-                except (st.StoreError, TrajectoryFileError, ValueError, OSError) as exc:
+                except (InputError, ValueError, OSError) as exc:
                     problem = getattr(exc, "problem", None) or str(exc)
                     log.error("%s: %s", source.origin, problem)
                     summary.failed[str(source.origin)] = problem
@@ -416,7 +303,7 @@ def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferO
     summary.add_time("tables", time.perf_counter() - t)
     if options.report:
         t = time.perf_counter()
-        summary.figures = write_figures(shards, out_dir / FIGURES_DIR, progress=options.progress)
+        summary.info["figures"] = write_figures(shards, out_dir / FIGURES_DIR, progress=options.progress)
         summary.add_time("report", time.perf_counter() - t)
     (out_dir / "summary.json").write_text(summary.to_json() + "\n")
     return summary
@@ -434,7 +321,7 @@ def _write_index(store_dir: Path, attrs: dict) -> Path:
                 raise  # e.g. a valid shard of another kind: the user's --out is another store
 
 
-def segment_store(store_dir: os.PathLike | str, options: cp.SegmentOptions = cp.SegmentOptions(),
+def segment_store(store_dir: os.PathLike | str, options: SegmentOptions = SegmentOptions(),
                   out_dir: os.PathLike | str | None = None, workers: int | None = 1,
                   scheduler_file: str | None = None, pixel_size_um: float | None = None,
                   frame_interval_s: float | None = None, progress: bool = True) -> list[Path]:
@@ -454,8 +341,8 @@ def segment_store(store_dir: os.PathLike | str, options: cp.SegmentOptions = cp.
             missing = [c for c in REQUIRED_PRED_COLUMNS if c not in shard.trajectories.points]
             if missing:
                 raise st.StoreError(path, f"no predictions ({', '.join(missing)} missing): run `infer` first")
-            segments = cp.segment_trajectories(shard.trajectories, options, client=client)
-            segments = _with_frames(segments, shard.trajectories)
+            segments = segment_trajectories(shard.trajectories, options, client=client)
+            segments = with_frames(segments, shard.trajectories)
             tables = {**shard.tables, "segments": segments, "ensemble": ens.fov_ensemble(segments)}
             attrs = dict(shard.attrs)
             params = json.loads(attrs.get("parameters") or "{}")
@@ -469,84 +356,7 @@ def segment_store(store_dir: os.PathLike | str, options: cp.SegmentOptions = cp.
     st.write_index(store_dir, index.kind, st.provenance("segment", {"segment": dataclasses.asdict(options)}))
     out_dir = Path(out_dir) if out_dir else store_dir.parent
     if paths and pixel_size_um is None and frame_interval_s is None:  # the units `infer` was given
-        attrs = _attrs(paths[0])
-        pixel_size_um, frame_interval_s = _finite(attrs.get("pixel_size_um")), _finite(attrs.get("frame_interval_s"))
+        attrs = st.read_attrs(paths[0])
+        pixel_size_um, frame_interval_s = finite(attrs.get("pixel_size_um")), finite(attrs.get("frame_interval_s"))
     write_tables(paths, out_dir, pixel_size_um, frame_interval_s)
     return paths
-
-
-# ----------------------------------------------------------------------------- tables
-
-def write_tables(shards: Iterable[Path], out_dir: Path, pixel_size_um: float | None = None,
-                 frame_interval_s: float | None = None) -> tuple[Path, Path]:
-    """segments.csv, ensemble.csv and ensemble/NAME.txt (AnDi-2 layout) from results
-    shards, streamed one shard at a time (memory stays flat); each file written atomically."""
-    import pandas as pd
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / ENSEMBLE_DIR).mkdir(exist_ok=True)
-    seg_path, ens_path = out_dir / "segments.csv", out_dir / "ensemble.csv"
-    seg_tmp, ens_tmp = (p.with_name("." + p.name + ".tmp") for p in (seg_path, ens_path))
-    seg_columns = ["source", "fov", "particle", "start", "end", "frame_start", "alpha", "K", "state", "state_name"]
-    physical = pixel_size_um is not None and frame_interval_s is not None
-    with open(seg_tmp, "w", newline="") as seg_file, open(ens_tmp, "w", newline="") as ens_file:
-        seg_file.write(",".join(seg_columns + (["K_um2_per_s_alpha"] if physical else [])) + "\n")
-        ens_file.write(",".join(["source", "fov", *ens.ENSEMBLE_COLUMNS]) + "\n")
-        for path in shards:
-            if not path.exists():
-                continue  # a failed FOV
-            shard = st.read_shard(path)
-            source = shard.attrs.get("source_path", str(path))
-            seg = shard.tables.get("segments")
-            if seg is None:
-                continue
-            df = pd.DataFrame({"source": source, "fov": path.stem, **{c: seg[c] for c in seg_columns[2:-1]}})
-            df["state_name"] = [STATE_NAMES[s] if 0 <= s < len(STATE_NAMES) else str(s) for s in df["state"]]
-            if physical:
-                df["K_um2_per_s_alpha"] = physical_K(df["K"].to_numpy(), df["alpha"].to_numpy(), pixel_size_um,
-                                                     frame_interval_s)
-            df.to_csv(seg_file, header=False, index=False)
-            e = shard.tables.get("ensemble")
-            if e is not None:
-                pd.DataFrame({"source": source, "fov": path.stem, **{c: e[c] for c in ens.ENSEMBLE_COLUMNS}}
-                             ).to_csv(ens_file, header=False, index=False)
-                _atomic_text(out_dir / ENSEMBLE_DIR / f"{path.stem}.txt", ens.format_andi(e))
-    os.replace(seg_tmp, seg_path)
-    os.replace(ens_tmp, ens_path)
-    return seg_path, ens_path
-
-
-def physical_K(K_px: np.ndarray, alpha: np.ndarray, pixel_size_um: float, frame_interval_s: float) -> np.ndarray:
-    """K from px^2/frame^alpha to um^2/s^alpha: MSD = K t^alpha, so K_phys = K px^2 / dt^alpha."""
-    return np.asarray(K_px, np.float64) * pixel_size_um ** 2 / frame_interval_s ** np.asarray(alpha, np.float64)
-
-
-def _finite(value) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if np.isfinite(value) else None
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_figures(shards: Iterable[Path], fig_dir: Path, progress: bool = True) -> list[Path]:
-    """One report PNG per results shard (kept when already there and newer than the shard)."""
-    from tqdm import tqdm
-
-    from anomalousnet import report
-
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    shards = [p for p in shards if p.exists()]
-    for path in tqdm(shards, desc="report", unit="fov", disable=not progress):
-        png = fig_dir / f"{path.stem}.png"
-        if not (png.exists() and png.stat().st_mtime >= path.stat().st_mtime):
-            report.fov_figure(st.read_shard(path), png)
-        written.append(png)
-    return written

@@ -1,0 +1,1 @@
+"""Batch orchestration: input expansion, Dask clusters, the main job (infer), results tables and report figures."""

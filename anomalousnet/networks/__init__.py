@@ -1,0 +1,1 @@
+"""The Attention U-Nets: Keras builders, model bundles, batched prediction, Horovod training."""
