@@ -30,19 +30,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from anomalousnet import changepoints as cp  # noqa: E402
-from anomalousnet import store as st  # noqa: E402
-from anomalousnet.inference import STATE_PROB_COLUMNS  # noqa: E402
-from anomalousnet.pipeline import PRED_COLUMNS  # noqa: E402
+from anomalousnet.core.names import STATE_PROB_COLUMNS  # noqa: E402
+from anomalousnet.core.trajectories import Trajectories  # noqa: E402
+from anomalousnet.networks.predict import with_predictions  # noqa: E402
+from anomalousnet.segments import segmentation as cp  # noqa: E402
 
 
-def random_walks(n: int, length: int = 200, seed: int = 0) -> st.Trajectories:
+def random_walks(n: int, length: int = 200, seed: int = 0) -> Trajectories:
     """n Brownian trajectories of ``length`` frames, px (content does not matter for speed)."""
     rng = np.random.default_rng(seed)
     xy = rng.normal(0, 1.0, (n, length, 2)).cumsum(axis=1) + rng.uniform(0, 100, (n, 1, 2))
     offsets = np.arange(n + 1, dtype=np.int64) * length
     frame = np.tile(np.arange(length, dtype=np.int64), n)
-    return st.Trajectories(offsets, {"frame": frame, "x": xy[..., 0].ravel(), "y": xy[..., 1].ravel()},
+    return Trajectories(offsets, {"frame": frame, "x": xy[..., 0].ravel(), "y": xy[..., 1].ravel()},
                            {"particle": np.arange(n, dtype=np.int64)})
 
 
@@ -79,21 +79,21 @@ def matmul_peak(seconds: float = 3.0, n: int = 2048) -> float:
 
 
 def bench_predict(bundle, quick: bool) -> dict:
-    from anomalousnet import inference
+    from anomalousnet.networks import predict as prediction
 
-    inference.predict(bundle, random_walks(64, seed=1), batch_size=64)  # build + compile every head
+    prediction.predict(bundle, random_walks(64, seed=1), batch_size=64)  # build + compile every head
     out = {}
     n1 = 20 if quick else 60
     traj = random_walks(n1, seed=2)
-    inference.predict(bundle, random_walks(2, seed=3), batch_size=1)
+    prediction.predict(bundle, random_walks(2, seed=3), batch_size=1)
     t = time.perf_counter()
-    inference.predict(bundle, traj, batch_size=1)
+    prediction.predict(bundle, traj, batch_size=1)
     out["batch_1"] = n1 / (time.perf_counter() - t)
     n = 1000 if quick else 4000
     traj = random_walks(n, seed=4)
-    inference.predict(bundle, random_walks(1024, seed=5), batch_size=1024)
+    prediction.predict(bundle, random_walks(1024, seed=5), batch_size=1024)
     t = time.perf_counter()
-    preds = inference.predict(bundle, traj, batch_size=1024)
+    preds = prediction.predict(bundle, traj, batch_size=1024)
     out["batch_1024"] = n / (time.perf_counter() - t)
     flops = model_flops(bundle)
     peak = matmul_peak()
@@ -102,9 +102,9 @@ def bench_predict(bundle, quick: bool) -> dict:
 
 
 def bench_segment(traj, preds, quick: bool) -> dict:
-    from anomalousnet.parallel import dask_client
+    from anomalousnet.batch.cluster import dask_client
 
-    with_preds = st.Trajectories(traj.offsets, {**traj.points, **{c: preds[c] for c in PRED_COLUMNS}}, traj.tracks)
+    with_preds = with_predictions(traj, preds)
     out = {}
     t = time.perf_counter()
     cp.segment_trajectories(with_preds)
@@ -118,11 +118,11 @@ def bench_segment(traj, preds, quick: bool) -> dict:
     return out
 
 
-def random_walks_with_preds(n: int) -> st.Trajectories:
+def random_walks_with_preds(n: int) -> Trajectories:
     traj = random_walks(n, seed=9)
     rng = np.random.default_rng(9)
     probs = rng.dirichlet(np.ones(4), traj.n_points).astype(np.float32)
-    return st.Trajectories(traj.offsets, {**traj.points, "pred_alpha": rng.uniform(0, 2, traj.n_points),
+    return Trajectories(traj.offsets, {**traj.points, "pred_alpha": rng.uniform(0, 2, traj.n_points),
                                           "pred_K": rng.uniform(0.1, 1, traj.n_points),
                                           "pred_state": probs.argmax(axis=1).astype(np.int8),
                                           **{c: probs[:, k] for k, c in enumerate(STATE_PROB_COLUMNS)}},
@@ -130,7 +130,7 @@ def random_walks_with_preds(n: int) -> st.Trajectories:
 
 
 def write_videos(folder: Path, n: int, n_frames: int, shape: tuple[int, int], particles: int) -> list[Path]:
-    from anomalousnet.video import SyntheticVideo
+    from anomalousnet.simulation.synthetic_video import SyntheticVideo
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -145,7 +145,7 @@ def write_videos(folder: Path, n: int, n_frames: int, shape: tuple[int, int], pa
 INFER_CHILD = """
 import json, resource, sys, time
 t = time.perf_counter()
-from anomalousnet import pipeline
+from anomalousnet.batch import pipeline
 s = pipeline.run_infer(sys.argv[1:-2], sys.argv[-2], pipeline.InferOptions(model=sys.argv[-1], workers=1, progress=False))
 print(json.dumps({"seconds": time.perf_counter() - t, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "written": len(s.written), "failed": s.failed, "stages": s.seconds}))
@@ -171,7 +171,7 @@ def main() -> None:
     parser.add_argument("--work", default=None, help="folder for generated videos and results [temporary]")
     parser.add_argument("--skip-memory", action="store_true", help="skip the 10 vs 40 videos memory run")
     args = parser.parse_args()
-    from anomalousnet import inference
+    from anomalousnet.networks import bundle as inference
 
     print(f"machine: {len(os.sched_getaffinity(0))} CPUs, load average {os.getloadavg()[0]:.2f}")
     bundle = inference.load_bundle(args.model)

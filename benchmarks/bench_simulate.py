@@ -3,7 +3,7 @@
 Both make labelled trajectories of the same model mix (the default weights of
 SimulationConfig), measured in one run on this machine:
 
-* ours: anomalousnet.simulate.simulate_training (models_phenom called directly, Dask
+* ours: anomalousnet.simulation.training_store.simulate_training (models_phenom called directly, Dask
   shards): in one process (``workers=0``) for the per-core figure; with ``--workers``
   processes, wall time including starting the cluster (each worker spends a few CPU
   seconds starting and importing the simulator); and on an already running cluster
@@ -36,7 +36,7 @@ def cpu_seconds() -> float:
 
 
 def ours(n: int, workers: int, seed: int, shard_size: int) -> tuple[float, float, int, int]:
-    from anomalousnet import simulate as sim
+    from anomalousnet.simulation import training_store as sim
 
     with tempfile.TemporaryDirectory() as tmp:
         start, cpu = time.perf_counter(), cpu_seconds()
@@ -49,7 +49,7 @@ def ours(n: int, workers: int, seed: int, shard_size: int) -> tuple[float, float
 
 def _warm_up() -> None:
     import andi_datasets.models_phenom  # noqa: F401 - what a worker imports on its first shard
-    import anomalousnet.simulate  # noqa: F401
+    import anomalousnet.simulation.training_store  # noqa: F401
 
 
 def _process_cpu() -> float:
@@ -61,10 +61,10 @@ def ours_warm(n: int, workers: int, seed: int, shard_size: int) -> tuple[float, 
     (as with --scheduler-file on a long-lived cluster); CPU time summed over the workers."""
     from pathlib import Path
 
-    from anomalousnet import parallel
-    from anomalousnet import simulate as sim
+    from anomalousnet.batch import cluster
+    from anomalousnet.simulation import training_store as sim
 
-    with parallel.dask_client(workers) as client, tempfile.TemporaryDirectory() as tmp:
+    with cluster.dask_client(workers) as client, tempfile.TemporaryDirectory() as tmp:
         client.run(_warm_up)
         scheduler_file = str(Path(tmp) / "scheduler.json")
         client.write_scheduler_file(scheduler_file)
@@ -82,11 +82,13 @@ def baseline(rounds: int, seed: int) -> tuple[float, float, int, int, dict]:
     import numpy as np
     from andi_datasets.datasets_challenge import challenge_phenom_dataset
 
-    from anomalousnet import simulate as sim
+    from anomalousnet.simulation import training_store as sim
+    from anomalousnet.simulation.andi_dataset import ANDI_MODEL_NUMBERS
+    from anomalousnet.simulation.seeding import seed_all
 
     weights = sim.SimulationConfig().weights
-    experiments = [sim.ANDI_MODEL_NUMBERS[m] for m in sim.MODELS for _ in range(int(weights[m]))] * rounds
-    sim.seed_all(seed)
+    experiments = [ANDI_MODEL_NUMBERS[m] for m in sim.MODELS for _ in range(int(weights[m]))] * rounds
+    seed_all(seed)
     wall, n, points, per_model = 0.0, 0, 0, {}
     cpu = cpu_seconds()
     for model in experiments:

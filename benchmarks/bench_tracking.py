@@ -8,7 +8,7 @@
         # accuracy on AnDi-2 datasets made by `anomalousnet-batch simulate andi --videos`:
         # localisation RMSE against the noise-free positions, VIPs recovered per FOV
 
-Videos are synthetic (anomalousnet.video.SyntheticVideo) and written under --tmp (default
+Videos are synthetic (anomalousnet.simulation.synthetic_video.SyntheticVideo) and written under --tmp (default
 /tmp), deleted at the end. Wall times include starting the local Dask cluster. The big
 stack is tracked in a child process whose peak resident set size (ru_maxrss) is reported
 beside the stack's size on disk.
@@ -25,9 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from anomalousnet import store as st
-from anomalousnet.tracking import TrackOptions, track_videos
-from anomalousnet.video import SyntheticVideo
+from anomalousnet.io import store as st
+from anomalousnet.simulation.synthetic_video import SyntheticVideo
+from anomalousnet.tracking.batch import track_videos
+from anomalousnet.tracking.video_tracking import TrackOptions
 
 
 def throughput(tmp: Path, n_videos: int, n_frames: int, size: int, particles: int) -> None:
@@ -66,7 +67,7 @@ def peak_memory(tmp: Path, gigabytes: float) -> None:
     size = path.stat().st_size
     print(f"wrote {path.name}: {n_frames} frames {shape[0]}x{shape[1]} uint16, {size / 2**30:.2f} GiB "
           f"({time.perf_counter() - t0:.1f} s)")
-    code = ("import sys; from anomalousnet.tracking import track_video; "
+    code = ("import sys; from anomalousnet.tracking.video_tracking import track_video; "
             "track_video(sys.argv[1], sys.argv[2], progress=True)")
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", code, str(path), str(tmp / "big.h5")], check=True)
@@ -82,8 +83,8 @@ def andi_accuracy(datasets: list[str]) -> None:
     import numpy as np
     import pandas as pd
 
-    from anomalousnet import store as st
-    from anomalousnet import tracking as tr
+    from anomalousnet.tracking import metrics
+    from anomalousnet.tracking.video_tracking import track_video
 
     coverages, errors = [], []
     for root in datasets:
@@ -95,9 +96,9 @@ def andi_accuracy(datasets: list[str]) -> None:
                                   "y": true["row"]})
             vips = np.loadtxt(f"{ref}/vip_idx_fov_{fov}.txt", ndmin=1).astype(int)
             with tempfile.TemporaryDirectory() as tmp:
-                shard = st.read_shard(tr.track_video(video, Path(tmp) / "v.h5"))
-            rmse, recall = tr.localisation_rmse(shard.trajectories.to_dataframe(), truth)
-            fraction, cover = tr.vip_recovery(shard.trajectories, truth, vips)
+                shard = st.read_shard(track_video(video, Path(tmp) / "v.h5"))
+            rmse, recall = metrics.localisation_rmse(shard.trajectories.to_dataframe(), truth)
+            fraction, cover = metrics.vip_recovery(shard.trajectories, truth, vips)
             coverages += list(cover.values())
             errors.append(rmse)
             print(f"{video}: RMSE {rmse:.3f} px, positions found {recall:.3f}, VIPs recovered {fraction:.2f} "

@@ -1,8 +1,8 @@
 """Training throughput (trajectories/s) of the `cpu` and `paper` presets, and a bundle's held-out figures.
 
-Throughput: the library's own compiled training step (anomalousnet.training.make_train_step,
+Throughput: the library's own compiled training step (anomalousnet.networks.training.make_train_step,
 single process, float32 unless --mixed-precision) on windows of simulated tracks
-(anomalousnet.simulate.simulate_tracks), batch assembly (crops, rotations, scaling) included,
+(anomalousnet.simulation.training_store.simulate_tracks), batch assembly (crops, rotations, scaling) included,
 after --warmup steps (tracing). One trajectory = one 208-frame window.
 
 Evaluation (--evaluate BUNDLE --data STORE): per-frame alpha MAE, K MSLE (px^2/frame^alpha),
@@ -28,8 +28,8 @@ def throughput(preset: str, target: str, steps: int, batch_size: int, warmup: in
     import numpy as np
 
     from anomalousnet import features as ft
-    from anomalousnet import model as mdl
-    from anomalousnet import training as tr
+    from anomalousnet.networks import model as mdl
+    from anomalousnet.networks import training as tr
 
     keras.mixed_precision.set_dtype_policy("mixed_float16" if mixed else "float32")
     ranks = tr.Ranks()
@@ -64,9 +64,10 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.evaluate:
-        from anomalousnet import inference, training
+        from anomalousnet.networks.bundle import load_bundle
+        from anomalousnet.networks.evaluation import evaluate
 
-        result = training.evaluate(inference.load_bundle(args.evaluate), args.data)
+        result = evaluate(load_bundle(args.evaluate), args.data)
         print(json.dumps({"bundle": args.evaluate, "overall": result["overall"],
                           "per_model": result["per_model"]}, indent=1))
         return
@@ -74,7 +75,7 @@ def main() -> None:
     import tensorflow as tf
 
     from anomalousnet import features as ft
-    from anomalousnet.simulate import simulate_tracks
+    from anomalousnet.simulation.training_store import simulate_tracks
 
     traj, _ = simulate_tracks(max(4 * args.batch_size, 256), seed=123)
     windows = ft.training_windows(traj)

@@ -11,7 +11,7 @@ combination of the grid's ``SegmentOptions`` fields (the others at their default
 each with ``andi_datasets.utils_challenge`` as `andi score` does: change-point RMSE and
 Jaccard, alpha MAE, K MSLE, state F1, per-state frame recall, and (--ensemble) the ensemble
 W1 distances. The classical baseline is scored on the same data for reference.
-The shipped defaults (``anomalousnet.changepoints.TUNING``) were chosen with this script.
+The shipped defaults (``benchmarks/TUNING.md``) were chosen with this script.
 """
 from __future__ import annotations
 
@@ -28,11 +28,14 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anomalousnet import andi, baselines  # noqa: E402
-from anomalousnet import benchmark as bm  # noqa: E402
-from anomalousnet import changepoints as cp  # noqa: E402
-from anomalousnet import store as st  # noqa: E402
-from anomalousnet.inference import STATE_PROB_COLUMNS, load_bundle, predict  # noqa: E402
+from anomalousnet.andi import baselines, scoring  # noqa: E402
+from anomalousnet.andi import benchmark as bm  # noqa: E402
+from anomalousnet.core.names import STATE_NAMES  # noqa: E402
+from anomalousnet.ensemble import ensemble_from_labels  # noqa: E402
+from anomalousnet.io import andi_files as af  # noqa: E402
+from anomalousnet.networks.bundle import load_bundle  # noqa: E402
+from anomalousnet.networks.predict import predict, with_predictions  # noqa: E402
+from anomalousnet.segments import segmentation as cp  # noqa: E402
 
 METRICS = ("cp_rmse", "cp_jaccard", "alpha_mae", "K_msle", "state_f1")
 
@@ -40,14 +43,12 @@ METRICS = ("cp_rmse", "cp_jaccard", "alpha_mae", "K_msle", "state_f1")
 def predicted_fovs(root: Path, bundle) -> list[dict]:
     """Every track-2 FOV of a dataset with the model's predictions and its reference labels."""
     fovs = []
-    for fov in andi.find_public(root / "public", [2]):
-        traj = andi.read_andi_csv(fov.trajs)
-        pred = predict(bundle, traj)
-        points = {**traj.points, **{c: pred[c] for c in ("pred_alpha", "pred_K", "pred_state", *STATE_PROB_COLUMNS)}}
+    for fov in af.find_public(root / "public", [2]):
+        traj = af.read_andi_csv(fov.trajs)
         ref_dir = root / "ref" / "track_2" / f"exp_{fov.exp}"
-        labels, _ = andi.read_labels(ref_dir / f"traj_labs_fov_{fov.fov}.txt")
-        fovs.append({"exp": fov.exp, "traj": st.Trajectories(traj.offsets, points, traj.tracks),
-                     "ref": {l.idx: l for l in labels}, "ensemble": andi.read_ensemble(ref_dir / andi.ENSEMBLE_NAME)})
+        labels, _ = af.read_labels(ref_dir / f"traj_labs_fov_{fov.fov}.txt")
+        fovs.append({"exp": fov.exp, "traj": with_predictions(traj, predict(bundle, traj)),
+                     "ref": {l.idx: l for l in labels}, "ensemble": af.read_ensemble(ref_dir / af.ENSEMBLE_NAME)})
     return fovs
 
 
@@ -61,9 +62,9 @@ def score(fovs: list[dict], method, ensemble: bool) -> dict:
     per_exp, frames = [], np.zeros((4, 2))
     ens = {f["exp"]: f["ensemble"] for f in fovs}
     for exp, pairs in sorted(by_exp.items()):
-        m = andi.score_single(pairs)
+        m = scoring.score_single(pairs)
         if ensemble:
-            m.update(andi.score_ensemble(ens[exp], andi.ensemble_from_labels([p[1] for p in pairs])))
+            m.update(scoring.score_ensemble(ens[exp], ensemble_from_labels([p[1] for p in pairs])))
         per_exp.append((m, len(pairs)))
         for ref, sub in pairs:
             truth, guess = ref.per_frame()["state"], sub.per_frame()["state"]
@@ -76,13 +77,13 @@ def score(fovs: list[dict], method, ensemble: bool) -> dict:
     if ensemble:
         for name in ("ens_alpha_w1", "ens_K_w1"):
             out[name] = float(np.mean([m[name] for m, _ in per_exp]))
-    for s, name in andi.STATE_NAMES.items():
+    for s, name in enumerate(STATE_NAMES):
         out[f"recall_{name}"] = float(frames[s, 1] / frames[s, 0]) if frames[s, 0] else None
     return out
 
 
 def model_method(options: cp.SegmentOptions):
-    return lambda traj: andi.labels_from_segments(cp.segment_trajectories(traj, options))
+    return lambda traj: af.labels_from_segments(cp.segment_trajectories(traj, options))
 
 
 def main() -> None:
