@@ -13,6 +13,7 @@ from anomalousnet.segments import segmentation as cp
 from anomalousnet import ensemble as ens
 from anomalousnet.batch import pipeline
 from anomalousnet.batch.inputs import expand_inputs
+from anomalousnet.io.atomic import tmp_path_for
 from anomalousnet.io import store as st
 from anomalousnet.io import andi_files as tio
 
@@ -100,11 +101,11 @@ def test_csv_inputs_end_to_end_resume_and_bad_files(tmp_path, bundle):
     shards = [p for p in shards if p.name != st.INDEX_NAME]
     mtimes = {p: p.stat().st_mtime_ns for p in shards}
     shards[0].unlink()
-    st.tmp_path_for(shards[0]).write_bytes(b"half a shard")  # what a crash mid-write leaves
+    tmp_path_for(shards[0]).write_bytes(b"half a shard")  # what a crash mid-write leaves
     again = pipeline.run_infer([str(data / "exp_*" / "*.csv")], out, options)
     assert again.written == [shards[0]] and again.kept == [shards[1]] and not again.failed
     assert shards[1].stat().st_mtime_ns == mtimes[shards[1]]
-    assert not st.tmp_path_for(shards[0]).exists()
+    assert not tmp_path_for(shards[0]).exists()
     check_results(out, 2, bundle.sha256)
     # An input that changed since is redone; other parameters redo everything.
     changed = csv_fov(data / "exp_1" / "trajs_fov_0.csv", 9, seed=4)
@@ -250,3 +251,25 @@ def test_damaged_stray_shard_in_results_is_moved_aside(tmp_path):
     (store / "stray.h5").write_bytes(b"damaged")
     pipeline._write_index(store, st.provenance("test"))
     assert st.read_index(store).shard_names == ["good.h5"] and (store / "stray.h5.corrupt").exists()
+
+
+def test_trackpy_csv_with_memory_gaps_is_refused_or_filled_with_fill_gaps(tmp_path):
+    rng = np.random.default_rng(4)
+    frames = np.r_[0:30, 34:60]  # linked with memory: frames 30-33 missing
+    xy = np.cumsum(rng.normal(0, 1, (len(frames), 2)), axis=0)
+    pd.DataFrame({"particle": 7, "frame": frames, "x": xy[:, 0], "y": xy[:, 1]}).to_csv(tmp_path / "linked.csv",
+                                                                                      index=False)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    base = [sys.executable, "-m", "anomalousnet_cli", "infer", str(tmp_path / "linked.csv"), "--model", MODEL,
+            "--workers", "1"]
+    refused = subprocess.run(base + ["--out", str(tmp_path / "r1")], capture_output=True, text=True, timeout=300,
+                             env=env)
+    assert refused.returncode == 1
+    assert "trajectory 7: frame 30 missing (jumps from 29 to 34)" in refused.stderr and "--fill-gaps" in refused.stderr
+    filled = subprocess.run(base + ["--out", str(tmp_path / "r2"), "--fill-gaps"], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert filled.returncode == 0, filled.stderr
+    shard = next(st.iter_shards(tmp_path / "r2" / "store"))
+    points = shard.trajectories.points
+    assert len(points["frame"]) == 60 and points["interpolated"].sum() == 4
+    assert points["frame"][points["interpolated"]].tolist() == [30, 31, 32, 33]

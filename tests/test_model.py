@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from anomalousnet import features as ft
+from anomalousnet.core.names import STATE_NAMES
 from anomalousnet.networks import bundle as bdl
 from anomalousnet.networks import predict as prd
 from anomalousnet.io import store as st
@@ -187,7 +188,7 @@ def test_default_model_beats_constant_guesses_on_simulated_tracks(bundle, simula
     m = frame_metrics(p["alpha"], p["K"], p["state"], pred["pred_alpha"], pred["pred_K"], pred["pred_state"])
     assert m["alpha_mae"] < np.mean(np.abs(p["alpha"] - np.median(p["alpha"])))
     # a constant state has balanced accuracy (mean recall over the states present) 1/4
-    recalls = [m[f"recall_{name}"] for name in ft.STATES if m[f"recall_{name}"] is not None]
+    recalls = [m[f"recall_{name}"] for name in STATE_NAMES if m[f"recall_{name}"] is not None]
     assert np.mean(recalls) > 0.4, recalls
 
 
@@ -211,7 +212,8 @@ def test_bundle_predicts_the_same_under_jax_without_tensorflow(tmp_path, bundle)
     pytest.importorskip("jax")
     traj = random_walks([5, 150, 400], seed=8)
     st.write_shard(tmp_path / "t.h5", traj)
-    code = ("import sys, numpy as np; from anomalousnet import inference as inf, store as st; "
+    code = ("import sys, numpy as np; from anomalousnet.networks import bundle as bdl, predict as prd; "
+            "from anomalousnet.io import store as st; "
             "p = prd.predict(bdl.load_bundle(), st.read_shard(sys.argv[1]).trajectories); "
             "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'; "
             "np.savez(sys.argv[2], **p)")

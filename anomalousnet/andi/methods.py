@@ -21,7 +21,6 @@ from anomalousnet.core.trajectories import Trajectories
 from anomalousnet.io import store as st
 from anomalousnet.io.andi_files import TrajectoryLabel, find_public, labels_from_segments
 
-
 METHODS = ("model", "classical", "naive")
 
 

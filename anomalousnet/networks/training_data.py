@@ -4,15 +4,11 @@ from __future__ import annotations
 import glob
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from anomalousnet import features as ft
 from anomalousnet.io import store as st
-
-if TYPE_CHECKING:  # annotations only: training imports this module
-    from anomalousnet.networks.training import Ranks, TrainConfig
 
 
 class TrainingError(ValueError):
@@ -48,9 +44,11 @@ def split_tracks(n_tracks: int, val_fraction: float, seed: int, shard_name: str)
     return mask
 
 
-def load_rank_data(shards: list[Path], ranks: "Ranks", config: "TrainConfig"
+def load_rank_data(shards: list[Path], ranks, config
                    ) -> tuple[ft.TrainingWindows, ft.TrainingWindows, list[Path]]:
-    """This rank's training and validation windows from its own shards (shards[rank::size])."""
+    """This rank's training and validation windows from its own shards (shards[rank::size]).
+    ``ranks``: a :class:`~anomalousnet.networks.training.Ranks`; ``config``: a
+    :class:`~anomalousnet.networks.training.TrainConfig`."""
     if len(shards) < ranks.size:
         raise TrainingError(f"{len(shards)} training shard(s) for {ranks.size} ranks: each rank reads its own "
                             "shards, so simulate at least as many shards as ranks")
