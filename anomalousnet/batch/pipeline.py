@@ -181,8 +181,8 @@ def analyse_fov(traj: Trajectories, bundle, options: InferOptions, client=None, 
 def config_key(bundle, options: InferOptions) -> str:
     """What a results shard depends on besides its input; a kept shard must match it."""
     return json.dumps({"model_sha256": bundle.sha256, "segment": dataclasses.asdict(options.segment),
-                       "pixel_size_um": options.pixel_size_um, "frame_interval_s": options.frame_interval_s},
-                      sort_keys=True)
+                       "pixel_size_um": options.pixel_size_um, "frame_interval_s": options.frame_interval_s,
+                       "fill_gaps": options.fill_gaps}, sort_keys=True)
 
 
 def _existing_matches(path: Path, key: str, source: Source) -> bool:
