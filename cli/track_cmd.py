@@ -1,10 +1,11 @@
-"""``anomalousnet-batch track``: TIFF videos -> trackpy trajectories in a sharded HDF5 store."""
+"""``anomalousnet-batch track``: TIFF videos -> trajectories (trackpy spots, fitted, LAP-linked) in a sharded HDF5 store."""
 from __future__ import annotations
 
 import sys
 
 import click
 
+from anomalousnet.tracking.video_tracking import LINKERS, REFINERS, TrackOptions
 from anomalousnet_cli.inputs import input_options
 
 
@@ -17,6 +18,11 @@ from anomalousnet_cli.inputs import input_options
 @click.option("--memory", type=click.IntRange(min=0), default=None,
               help="Frames a particle may vanish and still be linked; gaps are filled and flagged [8].")
 @click.option("--min-length", type=click.IntRange(min=1), default=1, show_default=True, help="Drop trajectories shorter than this.")
+@click.option("--refine", type=click.Choice(REFINERS), default=TrackOptions.refine, show_default=True,
+              help="Sub-pixel positions: spot fit (gaussian; bilinear: the AnDi generator's spot model) or none "
+                   "(centroids).")
+@click.option("--linker", type=click.Choice(LINKERS), default=TrackOptions.linker, show_default=True,
+              help="lap: global assignment with per-particle motion models and gap closing; trackpy: trackpy.link.")
 @click.option("--andi-vip/--no-andi-vip", default=None,
               help="First page is (is not) an AnDi-2 VIP label image [recognised automatically].")
 @click.option("--pixel-size", type=float, default=float("nan"), help="Pixel size, um (recorded as provenance).")
@@ -25,7 +31,7 @@ from anomalousnet_cli.inputs import input_options
 @click.option("--scheduler-file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Use the Dask cluster of this scheduler file instead of a local one.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar over videos.")
-def track(inputs, out, diameter, minmass, search_range, memory, min_length, andi_vip, pixel_size,
+def track(inputs, out, diameter, minmass, search_range, memory, min_length, refine, linker, andi_vip, pixel_size,
           frame_interval, workers, scheduler_file, progress) -> None:
     """Track particles in TIFF/OME-TIFF videos (trackpy) into a trajectory store, one shard per video.
 
@@ -38,12 +44,11 @@ def track(inputs, out, diameter, minmass, search_range, memory, min_length, andi
     """
     from anomalousnet.io import store as st
     from anomalousnet.tracking.batch import track_videos
-    from anomalousnet.tracking.video_tracking import TrackOptions
 
     try:
         given = {"memory": memory} if memory is not None else {}
         options = TrackOptions(diameter=diameter, minmass=minmass, search_range=search_range, min_length=min_length,
-                               andi_vip=andi_vip, pixel_size_um=pixel_size, frame_interval_s=frame_interval, **given)
+                               refine=refine, linker=linker, andi_vip=andi_vip, pixel_size_um=pixel_size, frame_interval_s=frame_interval, **given)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     try:

@@ -12,16 +12,25 @@ import numpy as np
 ANDI_NOISE = 0.12  # the 2nd AnDi Challenge's localisation noise, px
 
 
-def msd_fit(x: np.ndarray, y: np.ndarray, max_lag: int = 10, noise: float = ANDI_NOISE) -> tuple[float, float]:
+def msd_fit(x: np.ndarray, y: np.ndarray, max_lag: int = 10, noise: float = ANDI_NOISE,
+            observed: np.ndarray | None = None) -> tuple[float, float]:
     """(alpha, K) from a time-averaged MSD fit of one segment: least squares of
     log(MSD - 4 sigma^2) against log(lag) over lags 1..min(max_lag, n//4). Segments too
-    short for two lags get alpha 1 and K from the first lag. alpha is clipped to [0, 2]."""
+    short for two lags get alpha 1 and K from the first lag. alpha is clipped to [0, 2].
+    ``observed`` (bool per point): only displacements between two observed points count
+    (filled points of a tracked trajectory are missing data, not motion)."""
     n = len(x)
     if n < 2:
         return 1.0, 1.0
     lags = np.arange(1, max(2, min(max_lag, n // 4)) + 1)
     lags = lags[lags < n]
-    msd = np.array([np.mean((x[l:] - x[:-l]) ** 2 + (y[l:] - y[:-l]) ** 2) for l in lags])
+    ok = np.ones(n, bool) if observed is None else np.asarray(observed, bool)
+    msd = []
+    for l in lags:
+        both = ok[l:] & ok[:-l]
+        sq = (x[l:] - x[:-l]) ** 2 + (y[l:] - y[:-l]) ** 2
+        msd.append(np.mean(sq[both]) if both.any() else np.mean(sq))
+    msd = np.array(msd)
     # noise can exceed the measured MSD (slow segments); a motionless one has MSD 0
     signal = np.maximum(np.maximum(msd - 4 * noise ** 2, 1e-3 * msd), 1e-12)
     if len(lags) < 2:

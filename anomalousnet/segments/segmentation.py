@@ -56,7 +56,9 @@ class SegmentOptions:
         for a segment of n frames (the fit's error falls with n, the network's does not).
         The fit uses lags 1..min(``fit_max_lag``, n // 4): the short lags carry most of the
         information (longer ones are averages of few, correlated displacements).
-    noise: localisation noise sigma (px) the MSD fits subtract (the AnDi-2 default 0.12).
+    noise: localisation noise sigma (px) the MSD fits subtract (the AnDi-2 default 0.12); a
+        track with a ``precision`` point column (videos tracked with a spot fit) uses the
+        precision measured on it instead (:func:`measured_noise`).
     state_prior: per state (immobile, confined, free, directed), a multiplier of the mean
         state probability of a segment before its argmax: the shipped network was trained
         with balanced class weights, so it over-calls rare states where they are rare.
@@ -181,9 +183,11 @@ def _mode(values: np.ndarray) -> int:
 
 def segment_track(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
                   options: SegmentOptions = SegmentOptions(), probs: np.ndarray | None = None,
-                  x: np.ndarray | None = None, y: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                  x: np.ndarray | None = None, y: np.ndarray | None = None,
+                  observed: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """One track's per-frame predictions (and optionally state probabilities ``probs``
-    (n, N_STATES) and positions ``x``, ``y``) -> its segments.
+    (n, N_STATES), positions ``x``, ``y`` and which of them were ``observed``, not filled by
+    tracking) -> its segments. MSD fits use only displacements between observed points.
 
     Returns columns ``start``, ``end`` (int64, frame indices within the track, end
     exclusive; contiguous, first start 0, last end ``len(alpha)``), ``alpha`` (median of
@@ -207,7 +211,8 @@ def segment_track(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
     for a, b in zip(bounds[:-1], bounds[1:]):
         seg_a, seg_K = np.median(alpha[a:b]), np.median(K[a:b])
         if fit and b - a >= options.min_fit_frames:
-            fit_a, seg_K = msd_fit(x[a:b], y[a:b], options.fit_max_lag, options.noise)
+            fit_a, seg_K = msd_fit(x[a:b], y[a:b], options.fit_max_lag, options.noise,
+                                   None if observed is None else observed[a:b])
             w = (b - a) / (b - a + options.alpha_fit_frames)
             seg_a = w * fit_a + (1 - w) * seg_a
         if probs is not None:
@@ -222,17 +227,29 @@ def segment_track(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
             "K": np.array(seg_k, dtype=np.float32), "state": np.array(seg_state, dtype=np.int8)}
 
 
+def measured_noise(precision: np.ndarray) -> float | None:
+    """Localisation noise of one track (px per axis) from the per-localisation precision that
+    tracking measured (``precision`` point column): their root mean square over the located
+    (not filled) points; None when there is none, so the configured noise is used."""
+    p = np.asarray(precision, np.float64)
+    p = p[np.isfinite(p)]
+    return float(np.sqrt(np.mean(p ** 2))) if len(p) else None
+
+
 def _segment_block(block: Mapping[str, np.ndarray], options: SegmentOptions) -> dict[str, np.ndarray]:
     """Segments of the tracks in one block (CSR arrays); runs on a Dask worker."""
     offsets, particle = block["offsets"], block["particle"]
     probs = block.get("probs")
-    x, y = block.get("x"), block.get("y")
+    x, y, precision, observed = block.get("x"), block.get("y"), block.get("precision"), block.get("observed")
     parts = []
     for i in range(len(offsets) - 1):
         a, b = offsets[i], offsets[i + 1]
-        seg = segment_track(block["pred_alpha"][a:b], block["pred_K"][a:b], block["pred_state"][a:b], options,
+        noise = measured_noise(precision[a:b]) if precision is not None else None
+        track_options = options if noise is None else dataclasses.replace(options, noise=noise)
+        seg = segment_track(block["pred_alpha"][a:b], block["pred_K"][a:b], block["pred_state"][a:b], track_options,
                             None if probs is None else probs[a:b],
-                            None if x is None else x[a:b], None if y is None else y[a:b])
+                            None if x is None else x[a:b], None if y is None else y[a:b],
+                            None if observed is None else observed[a:b])
         seg["particle"] = np.full(len(seg["start"]), particle[i], dtype=np.int64)
         parts.append(seg)
     return concat_segments(parts)
@@ -257,9 +274,11 @@ def _blocks(traj: Trajectories, tracks_per_block: int) -> list[dict[str, np.ndar
         block = {name: np.asarray(traj.points[name][a:b]) for name in REQUIRED_PRED_COLUMNS}
         if all(c in traj.points for c in STATE_PROB_COLUMNS):
             block["probs"] = np.column_stack([np.asarray(traj.points[c][a:b]) for c in STATE_PROB_COLUMNS])
-        for name in ("x", "y"):
+        for name in ("x", "y", "precision"):
             if name in traj.points:
                 block[name] = np.asarray(traj.points[name][a:b], np.float64)
+        if "interpolated" in traj.points:
+            block["observed"] = ~np.asarray(traj.points["interpolated"][a:b], bool)
         block["offsets"] = traj.offsets[first:last + 1] - a
         block["particle"] = np.asarray(traj.tracks["particle"][first:last])
         blocks.append(block)

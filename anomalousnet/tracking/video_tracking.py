@@ -28,12 +28,15 @@ import numpy as np
 from anomalousnet.core.trajectories import Trajectories, fill_frame_gaps
 from anomalousnet.io import store as st
 from anomalousnet.io.video import Video, VideoError
+from anomalousnet.tracking import linking, localisation
 from anomalousnet.tracking.estimate import (diameter_for_sigma, estimate_minmass, estimate_search_range,
                                             estimate_spot_sigma)
 
 log = logging.getLogger(__name__)
 
 STORE_KIND = "trajectories"
+REFINERS = ("gaussian", "bilinear", "none")
+LINKERS = ("lap", "trackpy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +58,19 @@ class TrackOptions:
     vip_max_distance: largest distance, px, between a VIP mark and the particle tagged with it.
     chunk_mb: frames are located this many MB at a time (bounds memory for huge stacks).
     pixel_size_um, frame_interval_s: recorded as provenance (positions stay in px and frames).
+    refine: "gaussian": centroids refined by a least-squares fit of a Gaussian spot of the
+        video's PSF sigma (:mod:`anomalousnet.tracking.localisation`; removes most pixel
+        locking, gives each localisation a precision); "bilinear": the same with the spot model
+        of deeptrack (the AnDi-2 video generator: a point split bilinearly over 4 pixels, then
+        blurred); "none": trackpy's centroids.
+    linker: "lap": global assignment with per-particle motion models and gap closing
+        (:mod:`anomalousnet.tracking.linking`); "trackpy": ``trackpy.link`` (distance only,
+        adaptive search).
+    split_merged: with a spot fit, spots at least 1.15 x the frame's median mass that two spots
+        fit much better than one are replaced by the two (particles passing within the PSF;
+        :func:`anomalousnet.tracking.localisation.split_merged`).
+    ambiguity: "lap": two links whose swap costs less than this more (negative log-likelihood)
+        end both tracks (split rather than swap); 0: off.
     """
 
     diameter: int | None = None
@@ -69,8 +85,16 @@ class TrackOptions:
     chunk_mb: float = 64.0
     pixel_size_um: float = float("nan")
     frame_interval_s: float = float("nan")
+    refine: str = "gaussian"
+    linker: str = "lap"
+    ambiguity: float = 0.0
+    split_merged: bool = True
 
     def __post_init__(self):
+        if self.refine not in REFINERS:
+            raise ValueError(f"refine must be one of {REFINERS}, not {self.refine!r}")
+        if self.linker not in LINKERS:
+            raise ValueError(f"linker must be one of {LINKERS}, not {self.linker!r}")
         if self.diameter is not None and (int(self.diameter) != self.diameter or self.diameter < 3
                                           or self.diameter % 2 == 0):
             raise ValueError(f"diameter must be an odd integer >= 3 px, not {self.diameter}")
@@ -83,8 +107,11 @@ class TrackOptions:
 
 
 def locate(video: Video, diameter: int, minmass: float, options: TrackOptions, frames: Iterable[int] | None = None,
-           progress: bool = False):
-    """trackpy features of ``video`` (all frames, or the given frame indices), block by block."""
+           progress: bool = False, spot_sigma: float | None = None):
+    """trackpy features of ``video`` (all frames, or the given frame indices), block by block.
+    With ``spot_sigma`` (px) and ``options.refine`` a spot model, positions are refined by
+    :func:`anomalousnet.tracking.localisation.refine_frame` and get a ``precision`` column
+    (px per axis)."""
     import pandas as pd
     import trackpy as tp
     from tqdm import tqdm
@@ -92,6 +119,9 @@ def locate(video: Video, diameter: int, minmass: float, options: TrackOptions, f
     separation = options.separation if options.separation is not None else (diameter + 1) / 2
     kwargs = dict(minmass=minmass, separation=separation, percentile=options.percentile)
     parts = []
+    fit = spot_sigma is not None and options.refine != "none"
+    if fit:
+        refine_args = localisation.model_sigma(spot_sigma, options.refine), None, 1, options.refine
     if frames is None:
         blocks = video.chunks(int(options.chunk_mb * (1 << 20)))
     else:
@@ -102,9 +132,14 @@ def locate(video: Video, diameter: int, minmass: float, options: TrackOptions, f
             for k, image in enumerate(block):
                 found = tp.locate(np.asarray(image), diameter, **kwargs)
                 found["frame"] = start + k
+                if fit:
+                    found = localisation.refine_frame(found, np.asarray(image), *refine_args)
+                    if options.split_merged:
+                        found = localisation.split_merged(found, np.asarray(image), refine_args[0],
+                                                          model=options.refine)
                 parts.append(found)
                 bar.update()
-    columns = ["y", "x", "mass", "size", "ecc", "signal", "raw_mass", "ep", "frame"]
+    columns = ["y", "x", "mass", "size", "ecc", "signal", "raw_mass", "ep", "frame"] + (["precision"] if fit else [])
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
@@ -112,7 +147,7 @@ def fill_gaps(tracks, merge_radius: float = 0.0, merge_mass_ratio: float = 1.4):
     """One row per frame for every particle; frames it skipped are filled and flagged.
 
     ``tracks`` is trackpy's linked table (particle, frame, x, y, mass, ...); the result has
-    particle, frame, x, y, mass (NaN where filled) and ``interpolated`` (bool, True where
+    particle, frame, x, y, mass (NaN where filled; ``precision`` too when given) and ``interpolated`` (bool, True where
     filled). A skipped frame gets the linear interpolation between the particle's detections,
     except where two particles came closer than the PSF and were seen as one spot: when a
     spot at least ``merge_mass_ratio`` times as bright as the frame's median lies within
@@ -122,7 +157,8 @@ def fill_gaps(tracks, merge_radius: float = 0.0, merge_mass_ratio: float = 1.4):
     from scipy.spatial import cKDTree
 
     tracks = tracks.sort_values(["particle", "frame"], kind="stable")
-    filled = fill_frame_gaps(tracks[["particle", "frame", "x", "y", "mass"]].astype({"mass": float}))
+    columns = ["particle", "frame", "x", "y", "mass"] + (["precision"] if "precision" in tracks else [])
+    filled = fill_frame_gaps(tracks[columns].astype({"mass": float}))
     if merge_radius > 0 and filled["interpolated"].any():
         gaps = filled.index[filled["interpolated"]]
         spots = tracks.groupby("frame")
@@ -170,6 +206,20 @@ def tag_vips(tracks, marks: dict[int, tuple[float, float]], max_distance: float,
     return tagged, sorted(set(marks) - set(tagged))
 
 
+def link_features(features, search_range: float, options: TrackOptions, precision: float = float("nan")):
+    """trackpy-style ``features`` linked by ``options.linker`` (adds ``particle``): the LAP linker
+    of :mod:`anomalousnet.tracking.linking` with the measured localisation ``precision`` (px) as
+    its noise (its default when unknown), or ``trackpy.link`` with adaptive search."""
+    if options.linker == "trackpy":
+        import trackpy as tp
+
+        return tp.link(features, search_range, memory=options.memory,
+                       adaptive_stop=max(0.5, 0.2 * search_range), adaptive_step=0.9)
+    noise = precision if np.isfinite(precision) else linking.LinkOptions.noise
+    return linking.link(features, linking.LinkOptions(search_range=search_range, memory=options.memory, noise=noise,
+                                                      ambiguity=options.ambiguity))
+
+
 def track_dataframe(path: os.PathLike | str, options: TrackOptions = TrackOptions(), progress: bool = False):
     """Track one video: ``(table, info)``.
 
@@ -191,17 +241,20 @@ def track_dataframe(path: os.PathLike | str, options: TrackOptions = TrackOption
         sample_idx = video.sample_indices(12)
         sample = np.stack([video.frames(t, t + 1)[0] for t in sample_idx])
         diameter = options.diameter
-        if diameter is None:
-            try:
-                diameter = diameter_for_sigma(estimate_spot_sigma(sample))
-            except ValueError as exc:
+        try:
+            spot_sigma = estimate_spot_sigma(sample)
+        except ValueError as exc:
+            if diameter is None:
                 raise VideoError(path, str(exc)) from None
+            spot_sigma = (diameter - 1) / 3  # inverse of diameter_for_sigma
+        if diameter is None:
+            diameter = diameter_for_sigma(spot_sigma)
             estimated.append("diameter")
         minmass = options.minmass
         if minmass is None:
             minmass = estimate_minmass(sample, diameter, options.percentile)
             estimated.append("minmass")
-        features = locate(video, diameter, minmass, options, progress=progress)
+        features = locate(video, diameter, minmass, options, progress=progress, spot_sigma=spot_sigma)
         search_range = options.search_range
         if search_range is None:
             search_range = estimate_search_range(features[features["frame"] < 200], diameter)
@@ -209,10 +262,9 @@ def track_dataframe(path: os.PathLike | str, options: TrackOptions = TrackOption
         n_frames, marks, has_labels = video.n_frames, video.vip_marks, video.vip_labels is not None
     log.info("%s: %d features in %d frames (diameter %d, minmass %.4g, search range %.3g)", path, len(features),
              n_frames, diameter, minmass, search_range)
+    precision = localisation.video_precision(features)
     if len(features):
-        linked = tp.link(features, search_range, memory=options.memory,
-                         adaptive_stop=max(0.5, 0.2 * search_range), adaptive_step=0.9)
-        tracks = fill_gaps(linked, merge_radius=diameter)
+        tracks = fill_gaps(link_features(features, search_range, options, precision), merge_radius=diameter)
     else:
         tracks = fill_gaps(features.assign(particle=np.zeros(0, np.int64)))
     lengths = tracks.groupby("particle")["frame"].transform("size")
@@ -222,8 +274,10 @@ def track_dataframe(path: os.PathLike | str, options: TrackOptions = TrackOption
         log.warning("%s: no trajectory near VIP mark(s) %s in the first frame; they are not tagged", path, untagged)
     vip_of = {particle: vip for vip, particle in tagged.items()}
     tracks = tracks.assign(vip=tracks["particle"].map(vip_of).fillna(-1).astype(np.int64))
-    used = {"diameter": int(diameter), "minmass": float(minmass), "search_range": float(search_range)}
+    used = {"diameter": int(diameter), "minmass": float(minmass), "search_range": float(search_range),
+            "spot_sigma": float(spot_sigma)}
     info = {"used": used, "estimated": estimated, "n_frames": int(n_frames), "andi_vip_labels": bool(has_labels),
+            "localisation_precision_px": precision,
             "vip_marks": sorted(marks), "vip_untagged": untagged}
     if tracks.empty:
         log.warning("%s: no trajectories found (minmass %.4g too high, or no particles?)", path, minmass)
@@ -244,6 +298,8 @@ def track_video(path: os.PathLike | str, shard_path: os.PathLike | str, options:
                           pixel_size_um=options.pixel_size_um, frame_interval_s=options.frame_interval_s)
     attrs.update({**{f"track_{k}": v for k, v in used.items()}, "track_estimated": json.dumps(info["estimated"]),
                   "n_frames": info["n_frames"], "andi_vip_labels": info["andi_vip_labels"],
+                  # RMS per-localisation precision (px per axis) of the fitted spots; NaN unfitted
+                  "localisation_precision_px": info["localisation_precision_px"],
                   "vip_marks": json.dumps(info["vip_marks"]), "vip_untagged": json.dumps(info["vip_untagged"]),
                   # Elapsed and CPU time of this video (CPU < elapsed: the core was shared).
                   "track_seconds": time.perf_counter() - wall0, "track_cpu_seconds": time.process_time() - cpu0})
