@@ -134,7 +134,6 @@ def fit_frame(image: np.ndarray, x: np.ndarray, y: np.ndarray, sigma: float, rad
         g, gx, gy = spot_profile(c - fx[:, None], r - fy[:, None], fx[:, None], fy[:, None], sigma, model)
         res = (v - bg[:, None] - a[:, None] * g) * w
         dof = np.maximum(w.sum(axis=1) - 4, 1)
-        s2 = (res ** 2).sum(axis=1) / dof
         jx, jy = a[:, None] * gx, a[:, None] * gy
         J = np.stack([jx, jy, g, np.ones_like(g)], axis=-1) * w[..., None]
         JtJ = np.einsum("nki,nkj->nij", J, J) + 1e-9 * np.eye(4)
