@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from anomalousnet import ensemble as ens
-from anomalousnet.core.names import STATE_NAMES
+from anomalousnet.core.names import PRED_COLUMNS, STATE_NAMES
 from anomalousnet.core.trajectories import FrameGapError, Trajectories
 
 REQUIRED_COLUMNS = ("particle", "frame", "x", "y")
@@ -126,8 +126,6 @@ def _bundle(spec: str):
 
 
 def _points_table(traj: Trajectories, preds: dict) -> pd.DataFrame:
-    from anomalousnet.core.names import PRED_COLUMNS
-
     table = traj.with_points({c: preds[c] for c in PRED_COLUMNS}).to_dataframe()
     table["fallback"] = np.repeat(np.asarray(preds["fallback"], bool), traj.lengths)
     return table

@@ -5,7 +5,7 @@ AnDi-2 data, with the official metrics; prints figures, asserts nothing.
         [--grid '{"penalty": [16, 24, 32], "state_prior": [[1, 1, 1, 1], [1, 1, 2, 1]]}'] [--ensemble]
 
 Simulates (or reuses, under --data) the benchmark's two datasets with a seed of its own (the
-challenge-default experiments and the directed-motion set; `anomalousnet.benchmark.make_datasets`),
+challenge-default experiments and the directed-motion set; `anomalousnet.andi.benchmark.make_datasets`),
 predicts every track-2 trajectory once with the model, then segments them with every
 combination of the grid's ``SegmentOptions`` fields (the others at their defaults) and scores
 each with ``andi_datasets.utils_challenge`` as `andi score` does: change-point RMSE and
