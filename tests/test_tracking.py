@@ -92,8 +92,10 @@ def test_fill_gaps_interpolates_linearly():
 def test_estimated_parameters_are_recorded_in_the_shard(tracked):
     _, shard = tracked
     params = json.loads(shard.attrs["parameters"])
-    assert params["estimated"] == ["diameter", "minmass", "search_range"]
+    assert params["estimated"] == ["diameter", "minmass", "search_range", "separation"]
     assert shard.attrs["track_diameter"] == params["diameter"] == 5  # sigma 1.2 px: radius ceil(1.5 sigma)
+    assert shard.attrs["track_separation"] == params["separation"] == pytest.approx(3 * shard.attrs["track_spot_sigma"],
+                                                                                    abs=0.01)
     assert 0 < shard.attrs["track_minmass"] < 200  # below a spot's mass, above noise
     assert 2 <= shard.attrs["track_search_range"] <= 10
     assert shard.attrs["source_sha256"] and shard.attrs["kind"] == "trajectories"
