@@ -19,8 +19,8 @@ from anomalousnet_cli.inputs import input_options
               help="Frames a particle may vanish and still be linked; gaps are filled and flagged [8].")
 @click.option("--min-length", type=click.IntRange(min=1), default=1, show_default=True, help="Drop trajectories shorter than this.")
 @click.option("--refine", type=click.Choice(REFINERS), default=TrackOptions.refine, show_default=True,
-              help="Sub-pixel positions: spot fit (gaussian; bilinear: the AnDi generator's spot model) or none "
-                   "(centroids).")
+              help="Sub-pixel positions: spot fit (gaussian; bilinear: the AnDi generator's spot model; auto: the one "
+                   "that fits the video's isolated spots better) or none (centroids).")
 @click.option("--linker", type=click.Choice(LINKERS), default=TrackOptions.linker, show_default=True,
               help="lap: global assignment with per-particle motion models and gap closing; trackpy: trackpy.link.")
 @click.option("--andi-vip/--no-andi-vip", default=None,

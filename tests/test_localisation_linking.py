@@ -266,3 +266,38 @@ def test_particles_three_psf_sigmas_apart_are_both_located(tmp_path):
     assert recall[separation] >= 0.85, recall  # measured 0.875
     assert recall[(diameter + 1) / 2] <= 0.75, recall  # measured 0.69
     assert recall[diameter + 1] <= 0.55, recall  # measured 0.50: one of each pair
+
+
+def test_spot_model_is_chosen_by_the_fit_to_the_video():
+    """Gaussian spots (SyntheticVideo) choose the Gaussian model; spots rendered as deeptrack
+    does (a point split bilinearly over 4 pixels, then blurred; the AnDi-2 videos) choose
+    "bilinear", whose fit then localises them better than the Gaussian's."""
+    import pandas as pd
+
+    rng = np.random.default_rng(8)
+    centres = np.array([(x, y) for x in range(8, 88, 16) for y in range(8, 88, 16)], float)
+    images, feats, truth = {}, [], []
+    for k in range(4):
+        xy = centres + rng.uniform(-0.5, 0.5, centres.shape)
+        gaussian = SyntheticVideo(shape=(96, 96), sigma_px=0.85, amplitude=400, background=60).render(xy, rng)
+        blur = lo.model_sigma(0.85, "bilinear")
+        bilinear = rng.poisson(60 + lo._render((96, 96), xy[:, 0], xy[:, 1], np.full(len(xy), 400.0), blur, 4,
+                                               "bilinear")).astype(float)
+        images.setdefault("gaussian", []).append(gaussian)
+        images.setdefault("bilinear", []).append(bilinear)
+        start = xy + rng.normal(0, 0.15, xy.shape)
+        feats.append(pd.DataFrame({"frame": k, "x": start[:, 0], "y": start[:, 1]}))
+        truth.append(xy)
+    feats = pd.concat(feats, ignore_index=True)
+    for rendered in ("gaussian", "bilinear"):
+        assert lo.choose_model(images[rendered], feats, 0.85) == rendered
+    errors = {}
+    for model in ("gaussian", "bilinear"):
+        e = []
+        for k, image in enumerate(images["bilinear"]):
+            f = feats[feats["frame"] == k]
+            fit = lo.fit_frame(image, f["x"].to_numpy(), f["y"].to_numpy(), lo.model_sigma(0.85, model), passes=1,
+                               model=model)
+            e.extend(np.hypot(fit["x"] - truth[k][:, 0], fit["y"] - truth[k][:, 1]))
+        errors[model] = np.sqrt(np.mean(np.square(e)))
+    assert errors["bilinear"] < 0.95 * errors["gaussian"], errors  # measured 0.054 vs 0.060 px

@@ -35,7 +35,7 @@ from anomalousnet.tracking.estimate import (diameter_for_sigma, estimate_minmass
 log = logging.getLogger(__name__)
 
 STORE_KIND = "trajectories"
-REFINERS = ("gaussian", "bilinear", "none")
+REFINERS = ("auto", "gaussian", "bilinear", "none")
 LINKERS = ("lap", "trackpy")
 
 
@@ -64,7 +64,8 @@ class TrackOptions:
         video's PSF sigma (:mod:`anomalousnet.tracking.localisation`; removes most pixel
         locking, gives each localisation a precision); "bilinear": the same with the spot model
         of deeptrack (the AnDi-2 video generator: a point split bilinearly over 4 pixels, then
-        blurred); "none": trackpy's centroids.
+        blurred); "auto": whichever of the two fits the video's isolated spots better (recorded
+        as ``spot_model``); "none": trackpy's centroids.
     linker: "lap": global assignment with per-particle motion models and gap closing
         (:mod:`anomalousnet.tracking.linking`); "trackpy": ``trackpy.link`` (distance only,
         adaptive search).
@@ -87,7 +88,7 @@ class TrackOptions:
     chunk_mb: float = 64.0
     pixel_size_um: float = float("nan")
     frame_interval_s: float = float("nan")
-    refine: str = "gaussian"
+    refine: str = "auto"
     linker: str = "lap"
     ambiguity: float = 0.0
     split_merged: bool = True
@@ -242,6 +243,7 @@ def track_dataframe(path: os.PathLike | str, options: TrackOptions = TrackOption
     Raises :class:`~anomalousnet.io.video.VideoError` (naming the file) for an unusable file
     or when the spot size cannot be estimated (no bright spots: give ``diameter``).
     """
+    import pandas as pd
     import trackpy as tp
 
     tp.quiet()
@@ -264,7 +266,13 @@ def track_dataframe(path: os.PathLike | str, options: TrackOptions = TrackOption
         if minmass is None:
             minmass = estimate_minmass(sample, diameter, options.percentile)
             estimated.append("minmass")
-        features = locate(video, diameter, minmass, options, progress=progress, spot_sigma=spot_sigma)
+        spot_model = options.refine
+        if spot_model == "auto":
+            found = [tp.locate(image, diameter, minmass=minmass, percentile=options.percentile).assign(frame=k)
+                     for k, image in enumerate(sample)]
+            spot_model = localisation.choose_model(sample, pd.concat(found, ignore_index=True), spot_sigma)
+        features = locate(video, diameter, minmass, dataclasses.replace(options, refine=spot_model), progress=progress,
+                          spot_sigma=spot_sigma)
         search_range = options.search_range
         if search_range is None:
             search_range = estimate_search_range(features[features["frame"] < 200], diameter)
@@ -289,7 +297,7 @@ def track_dataframe(path: os.PathLike | str, options: TrackOptions = TrackOption
         separation = default_separation(diameter, spot_sigma)
         estimated.append("separation")
     used = {"diameter": int(diameter), "minmass": float(minmass), "search_range": float(search_range),
-            "spot_sigma": float(spot_sigma), "separation": float(separation)}
+            "spot_sigma": float(spot_sigma), "separation": float(separation), "spot_model": spot_model}
     info = {"used": used, "estimated": estimated, "n_frames": int(n_frames), "andi_vip_labels": bool(has_labels),
             "localisation_precision_px": precision,
             "vip_marks": sorted(marks), "vip_untagged": untagged}
