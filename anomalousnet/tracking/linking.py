@@ -74,11 +74,11 @@ class LinkOptions:
 
 
 class _Particle:
-    __slots__ = ("pid", "x", "y", "frame", "seen", "sq_steps", "last", "pairs")
+    __slots__ = ("pid", "x", "y", "frame", "seen", "sx", "sy", "sq_steps", "last", "pairs")
 
     def __init__(self, pid: int, x: float, y: float, frame: int):
         self.pid, self.x, self.y, self.frame = pid, x, y, frame  # anchor: last position used for links
-        self.seen = frame  # last frame with a detection (merged spots included)
+        self.seen, self.sx, self.sy = frame, x, y  # last frame and position with a detection (merged spots included)
         self.sq_steps: list[float] = []  # per-axis mean squared step of each observed step, px^2
         self.last: tuple[float, float] | None = None  # last one-frame step (dx, dy)
         self.pairs: list[tuple[float, float]] = []  # (s_t . s_t-1, |s_t-1|^2) of consecutive steps
@@ -134,9 +134,16 @@ def link(features, options: LinkOptions = LinkOptions()):
                         var[i] *= 1 - rho ** 2
             tree = cKDTree(np.c_[px, py])
             reach = options.search_range * np.sqrt(gap)
+            # A particle inside a merged spot was there when last seen: it cannot be further from
+            # that spot than a step's reach since, however old its anchor is.
+            seen_reach = options.search_range * np.sqrt(frame - np.array([p.seen for p in alive]))
+            sx = np.array([p.sx for p in alive])
+            sy = np.array([p.sy for p in alive])
             for i, js in enumerate(tree.query_ball_point(np.c_[ax, ay], reach)):
                 if js:
                     js = np.asarray(js)
+                    js = js[np.hypot(px[js] - sx[i], py[js] - sy[i]) <= seen_reach[i]]
+                if len(js):
                     d2 = (px[js] - ax[i]) ** 2 + (py[js] - ay[i]) ** 2
                     cost[i, js] = step_cost(d2, var[i], broad * gap[i] + 2 * noise2, options.outlier)
         # Augmented matrix (Jaqaman et al. 2008): links | particle undetected; detection born | filler.
@@ -163,7 +170,7 @@ def link(features, options: LinkOptions = LinkOptions()):
             p = alive[i]
             particle[rows[j]] = p.pid
             taken[j] = True
-            p.seen = frame
+            p.seen, p.sx, p.sy = frame, px[j], py[j]
             if j in merged and frame - p.frame <= options.memory:
                 continue  # a merged spot: keep the anchor where the particle was before
             if frame - p.frame == 1:
