@@ -6,9 +6,12 @@ neighbour's tail. :func:`fit_spots` refines them: every spot of a frame is fitte
 (vectorised Gauss-Newton, a few iterations) with a pixel-sampled symmetric Gaussian of the
 video's PSF sigma on a flat local background, inside a ``(2 radius + 1)^2`` window; with
 ``passes=2`` the fitted model of the other spots is subtracted from each window and the
-spots refitted, so two spots a few pixels apart pull each other less (tracking uses two: on
-AnDi-2 videos, spots 3-4 px from another 0.117 -> 0.076 px RMSE). It also gives each
-localisation's precision: the standard deviation of x (and y) from the fit's covariance.
+spots refitted, so two spots a few pixels apart pull each other less. Tracking uses one pass:
+on AnDi-2 videos two lowered the RMSE of spots 3-4 px from another (0.117 -> 0.076 px) but
+the RMSE of all only 0.087 -> 0.086 px, followed no more VIPs, and on a synthetic video
+(PSF sigma 1.2 px, 10 blinking particles) lost two particles' identities after a close pass.
+It also gives each localisation's precision: the standard deviation of x (and y) from the
+fit's covariance.
 
 Functions take and return trackpy-style tables (``frame``, ``x`` = column, ``y`` = row, px).
 """

@@ -132,7 +132,7 @@ def locate(video: Video, diameter: int, minmass: float, options: TrackOptions, f
     parts = []
     fit = spot_sigma is not None and options.refine != "none"
     if fit:
-        refine_args = localisation.model_sigma(spot_sigma, options.refine), None, 2, options.refine
+        refine_args = localisation.model_sigma(spot_sigma, options.refine), None, 1, options.refine
     if frames is None:
         blocks = video.chunks(int(options.chunk_mb * (1 << 20)))
     else:
