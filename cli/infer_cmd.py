@@ -83,13 +83,14 @@ def fill_gaps_option(func):
 @click.option("--diameter", type=int, help="Tracking (videos): spot diameter, odd px [estimated].")
 @click.option("--minmass", type=float, help="Tracking (videos): minimum spot brightness [estimated].")
 @click.option("--search-range", type=float, help="Tracking (videos): largest step linked, px [estimated].")
+@click.option("--separation", type=float, help="Tracking (videos): smallest distance between spots, px [3 PSF sigmas].")
 @click.option("--memory", type=click.IntRange(min=0), default=TrackOptions.memory, show_default=True,
               help="Tracking (videos): frames a particle may vanish and still be linked.")
 @click.option("--min-length", type=click.IntRange(min=1), default=1, show_default=True,
               help="Tracking (videos): drop trajectories shorter than this, frames.")
 @fill_gaps_option
 def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalty, width, min_dwell, noise, state_prior,
-          workers, scheduler_file, report, diameter, minmass, search_range, memory, min_length, fill_gaps):
+          workers, scheduler_file, report, diameter, minmass, search_range, separation, memory, min_length, fill_gaps):
     """The main job: track (videos) -> predict -> change points -> ensemble -> write.
 
     Writes RESULTS/store (HDF5 results store), RESULTS/segments.csv, RESULTS/ensemble.csv,
@@ -110,7 +111,8 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
 
     try:
         nan = float("nan")
-        track = TrackOptions(diameter=diameter, minmass=minmass, search_range=search_range, memory=memory,
+        track = TrackOptions(diameter=diameter, minmass=minmass, search_range=search_range, separation=separation,
+                             memory=memory,
                              min_length=min_length, pixel_size_um=pixel_size or nan,
                              frame_interval_s=frame_interval or nan)
         seg = SegmentOptions(penalty=penalty, width=width, min_dwell=min_dwell, noise=noise, state_prior=state_prior)

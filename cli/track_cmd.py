@@ -15,6 +15,7 @@ from anomalousnet_cli.inputs import input_options
 @click.option("--diameter", type=int, default=None, help="Spot diameter, odd px [estimated per video].")
 @click.option("--minmass", type=float, default=None, help="Minimum feature mass [estimated per video].")
 @click.option("--search-range", type=float, default=None, help="Largest step linked, px/frame [estimated].")
+@click.option("--separation", type=float, default=None, help="Smallest distance between spots, px [3 PSF sigmas].")
 @click.option("--memory", type=click.IntRange(min=0), default=None,
               help="Frames a particle may vanish and still be linked; gaps are filled and flagged [8].")
 @click.option("--min-length", type=click.IntRange(min=1), default=1, show_default=True, help="Drop trajectories shorter than this.")
@@ -31,7 +32,7 @@ from anomalousnet_cli.inputs import input_options
 @click.option("--scheduler-file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Use the Dask cluster of this scheduler file instead of a local one.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar over videos.")
-def track(inputs, out, diameter, minmass, search_range, memory, min_length, refine, linker, andi_vip, pixel_size,
+def track(inputs, out, diameter, minmass, search_range, separation, memory, min_length, refine, linker, andi_vip, pixel_size,
           frame_interval, workers, scheduler_file, progress) -> None:
     """Track particles in TIFF/OME-TIFF videos (trackpy) into a trajectory store, one shard per video.
 
@@ -47,7 +48,8 @@ def track(inputs, out, diameter, minmass, search_range, memory, min_length, refi
 
     try:
         given = {"memory": memory} if memory is not None else {}
-        options = TrackOptions(diameter=diameter, minmass=minmass, search_range=search_range, min_length=min_length,
+        options = TrackOptions(diameter=diameter, minmass=minmass, search_range=search_range, separation=separation,
+                               min_length=min_length,
                                refine=refine, linker=linker, andi_vip=andi_vip, pixel_size_um=pixel_size, frame_interval_s=frame_interval, **given)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None

@@ -103,6 +103,8 @@ class TrackOptions:
             raise ValueError(f"diameter must be an odd integer >= 3 px, not {self.diameter}")
         if self.memory < 0:
             raise ValueError(f"memory must be >= 0 frames, not {self.memory}")
+        if self.separation is not None and self.separation <= 0:
+            raise ValueError(f"separation must be > 0 px, not {self.separation}")
         if self.search_range is not None and self.search_range <= 0:
             raise ValueError(f"search_range must be > 0 px, not {self.search_range}")
         if self.min_length < 1:
