@@ -74,6 +74,18 @@ def _windows(image: np.ndarray, x: np.ndarray, y: np.ndarray, radius: int):
     return values, cols.astype(np.float64), rows.astype(np.float64), inside
 
 
+def _background(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Starting background of each window (rows of ``values``): the 20th percentile of its
+    pixels inside the image (``weights`` > 0)."""
+    full = weights.all(axis=1)
+    bg = np.zeros(len(values))
+    bg[full] = np.percentile(values[full], 20, axis=1)  # vectorised; nanpercentile is many times slower
+    if not full.all():
+        part = np.where(weights[~full] > 0, values[~full], np.nan)
+        bg[~full] = np.nan_to_num(np.nanpercentile(part, 20, axis=1))
+    return bg
+
+
 def _render(shape, x, y, amplitude, sigma, radius, model="gaussian"):
     """The spots' Gaussians (no background) summed into an image of ``shape``."""
     out = np.zeros(shape)
@@ -119,7 +131,7 @@ def fit_frame(image: np.ndarray, x: np.ndarray, y: np.ndarray, sigma: float, rad
         if n == 0:
             return {k: np.zeros(0) for k in ("x", "y", "amplitude", "background", "precision", "rss")} | {
                 "ok": np.zeros(0, bool)}
-        bg = np.nan_to_num(np.nanpercentile(np.where(w > 0, v, np.nan), 20, axis=1))
+        bg = _background(v, w)
         a = np.maximum(v.max(axis=1) - bg, 1e-6)
         fx, fy = (px.copy(), py.copy()) if p > 0 else (x0.copy(), y0.copy())
         for _ in range(iterations):
@@ -235,7 +247,7 @@ def fit_pairs(image: np.ndarray, x: np.ndarray, y: np.ndarray, sigma: float, rad
     w = inside.reshape(n, -1).astype(float)
     v = values.reshape(n, -1)
     c, r = cols.reshape(n, -1), rows.reshape(n, -1)
-    bg = np.nan_to_num(np.nanpercentile(np.where(w > 0, v, np.nan), 20, axis=1))
+    bg = _background(v, w)
     # one-spot fit for the reference residual
     one = fit_frame(image, x0, y0, sigma, radius, passes=1, model=model)
     g1 = spot_profile(c - one["x"][:, None], r - one["y"][:, None], one["x"][:, None], one["y"][:, None], sigma,

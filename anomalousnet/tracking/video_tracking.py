@@ -245,11 +245,19 @@ def track_dataframe(path: os.PathLike | str, options: TrackOptions = TrackOption
     Raises :class:`~anomalousnet.io.video.VideoError` (naming the file) for an unusable file
     or when the spot size cannot be estimated (no bright spots: give ``diameter``).
     """
+    from threadpoolctl import threadpool_limits
+
+    # The spot fits' many tiny batched solves gain nothing from BLAS threads, whose spinning
+    # doubled the CPU time of a video (one video is one task; videos run in parallel instead).
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _track_dataframe(Path(path), options, progress)
+
+
+def _track_dataframe(path: Path, options: TrackOptions, progress: bool):
     import pandas as pd
     import trackpy as tp
 
     tp.quiet()
-    path = Path(path)
     with Video(path, andi_vip=options.andi_vip) as video:
         estimated = []
         sample_idx = video.sample_indices(12)
