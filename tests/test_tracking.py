@@ -92,7 +92,7 @@ def test_fill_gaps_interpolates_linearly():
 def test_estimated_parameters_are_recorded_in_the_shard(tracked):
     _, shard = tracked
     params = json.loads(shard.attrs["parameters"])
-    assert params["estimated"] == ["diameter", "minmass", "search_range", "separation"]
+    assert params["estimated"] == ["diameter", "minmass", "separation", "search_range"]
     assert shard.attrs["track_diameter"] == params["diameter"] == 5  # sigma 1.2 px: radius ceil(1.5 sigma)
     assert shard.attrs["track_separation"] == params["separation"] == pytest.approx(3 * shard.attrs["track_spot_sigma"],
                                                                                     abs=0.01)

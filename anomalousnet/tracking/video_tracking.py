@@ -281,8 +281,12 @@ def _track_dataframe(path: Path, options: TrackOptions, progress: bool):
             found = [tp.locate(image, diameter, minmass=minmass, percentile=options.percentile).assign(frame=k)
                      for k, image in enumerate(sample)]
             spot_model = localisation.choose_model(sample, pd.concat(found, ignore_index=True), spot_sigma)
-        features = locate(video, diameter, minmass, dataclasses.replace(options, refine=spot_model), progress=progress,
-                          spot_sigma=spot_sigma)
+        separation = options.separation
+        if separation is None:
+            separation = default_separation(diameter, spot_sigma)
+            estimated.append("separation")
+        features = locate(video, diameter, minmass, dataclasses.replace(options, refine=spot_model, separation=separation),
+                          progress=progress, spot_sigma=spot_sigma)
         search_range = options.search_range
         if search_range is None:
             search_range = estimate_search_range(features[features["frame"] < 200], diameter)
@@ -302,10 +306,6 @@ def _track_dataframe(path: Path, options: TrackOptions, progress: bool):
         log.warning("%s: no trajectory near VIP mark(s) %s in the first frame; they are not tagged", path, untagged)
     vip_of = {particle: vip for vip, particle in tagged.items()}
     tracks = tracks.assign(vip=tracks["particle"].map(vip_of).fillna(-1).astype(np.int64))
-    separation = options.separation
-    if separation is None:
-        separation = default_separation(diameter, spot_sigma)
-        estimated.append("separation")
     used = {"diameter": int(diameter), "minmass": float(minmass), "search_range": float(search_range),
             "spot_sigma": float(spot_sigma), "separation": float(separation), "spot_model": spot_model}
     info = {"used": used, "estimated": estimated, "n_frames": int(n_frames), "andi_vip_labels": bool(has_labels),
