@@ -301,3 +301,25 @@ def test_spot_model_is_chosen_by_the_fit_to_the_video():
             e.extend(np.hypot(fit["x"] - truth[k][:, 0], fit["y"] - truth[k][:, 1]))
         errors[model] = np.sqrt(np.mean(np.square(e)))
     assert errors["bilinear"] < 0.95 * errors["gaussian"], errors  # measured 0.054 vs 0.060 px
+
+
+def test_particle_in_a_merged_spot_cannot_jump_from_its_old_anchor():
+    """A and B merge into one bright spot (frames 5-8) that A takes while B is undetected, so
+    A's anchor stays at its frame-4 position. A spot 6.5 px from that anchor in frame 9 is
+    within the reach of a 5-frame gap, but 6.9 px from where A was seen a frame earlier: it
+    must start a new track, not continue A's (on AnDi-2 dimers such jumps made K 60x too large)."""
+    rows = []
+    for t in range(10):
+        for k, (cx, cy) in enumerate([(60.0, 60.0), (60.0, 80.0), (80.0, 60.0)]):  # far, steady spots
+            rows.append((t, cx, cy, 1.0, f"C{k}"))
+        if t <= 4:
+            rows += [(t, 20.0 + 0.05 * (-1) ** t, 20.0, 1.0, "A"), (t, 17.5, 20.0 + 0.05 * (-1) ** t, 1.0, "B")]
+        elif t <= 8:
+            rows.append((t, 19.6, 20.0, 2.0, "A"))  # merged spot: A and B as one, twice as bright
+        else:
+            rows.append((t, 26.5, 20.0, 1.0, "D"))
+    feats = pd.DataFrame(rows, columns=["frame", "x", "y", "mass", "true"])
+    linked = linking.link(feats, linking.LinkOptions(search_range=3.0, memory=8, noise=0.05))
+    a = linked.loc[linked["true"] == "A", "particle"].unique()
+    assert len(a) == 1  # A kept through the merged frames
+    assert linked.loc[linked["true"] == "D", "particle"].iloc[0] not in set(a)
