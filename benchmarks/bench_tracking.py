@@ -188,6 +188,14 @@ def link_true_detections(truth, search_range: float, options, noise: float):
     return link_features(dets.reset_index(drop=True), search_range, options, precision=noise)
 
 
+def _gaps_interpolated(points) -> dict:
+    """``points`` (frame-sorted, one per frame) as a track with one position per frame from
+    the first to the last, skipped frames linearly interpolated and flagged."""
+    f = np.arange(points["frame"].iloc[0], points["frame"].iloc[-1] + 1)
+    return {"frame": f, "x": np.interp(f, points["frame"], points["x"]), "y": np.interp(f, points["frame"], points["y"]),
+            "interpolated": ~np.isin(f, points["frame"].to_numpy())}
+
+
 def true_detection_track(linked, truth, vip: int) -> tuple[dict | None, float]:
     """The VIP's track when linking perfect detections (:func:`link_true_detections`): the
     particle holding it in its first frame, gaps interpolated; and the share of the VIP's
@@ -197,9 +205,7 @@ def true_detection_track(linked, truth, vip: int) -> tuple[dict | None, float]:
     if start.empty:
         return None, 0.0
     mine = linked[linked["particle"] == start["particle"].iloc[0]].sort_values("frame")
-    f = np.arange(mine["frame"].iloc[0], mine["frame"].iloc[-1] + 1)
-    track = {"frame": f, "x": np.interp(f, mine["frame"], mine["x"]), "y": np.interp(f, mine["frame"], mine["y"]),
-             "interpolated": ~np.isin(f, mine["frame"].to_numpy())}
+    track = _gaps_interpolated(mine)
     right = mine.loc[mine["frame"].isin(frames.to_numpy()) & (mine["true_id"] == vip), "frame"].nunique()
     return track, right / max(len(frames), 1)
 
@@ -215,12 +221,10 @@ def variant_tracks(tracked, truth, vip: int, particle: int | None) -> dict[str, 
     hits = tracked[(tracked["true_id"] == vip) & ~tracked["interpolated"]].sort_values("frame")
     hits = hits.drop_duplicates("frame")
     if len(hits):
-        f = np.arange(hits["frame"].iloc[0], hits["frame"].iloc[-1] + 1)
-        out["true_ids"] = {"frame": f, "x": np.interp(f, hits["frame"], hits["x"]),
-                           "y": np.interp(f, hits["frame"], hits["y"])}
-        out["true_ids"]["interpolated"] = ~np.isin(f, hits["frame"].to_numpy())
+        out["true_ids"] = _gaps_interpolated(hits)
         if "precision" in hits:
-            out["true_ids"]["precision"] = hits.set_index("frame")["precision"].reindex(f).to_numpy(float)
+            out["true_ids"]["precision"] = hits.set_index("frame")["precision"].reindex(
+                out["true_ids"]["frame"]).to_numpy(float)
     else:
         out["true_ids"] = None
     if particle is None:
@@ -289,7 +293,6 @@ def andi_accuracy(datasets: list[str], options=None, score: bool = True, store: 
     VIPs from true trajectories, tracked ones, tracked positions with true identities and true
     positions with tracked identities."""
     import glob
-    import json as _json
 
     import pandas as pd
 
@@ -301,15 +304,15 @@ def andi_accuracy(datasets: list[str], options=None, score: bool = True, store: 
     options = options or TrackOptions()
     rows, vip_rows, per_model = [], [], {}
     for root in datasets:
+        parameters = json.loads(Path(root, "dataset.json").read_text())["parameters"]
+        models, noise = parameters["models"], parameters.get("noise", 0.12)
         for video in sorted(glob.glob(f"{root}/public/track_1/exp_*/videos_fov_*.tiff")):
             ref = Path(video).parent.as_posix().replace("/public/", "/ref/")
             fov = Path(video).stem.rsplit("_", 1)[1]
-            models = _json.loads(Path(root, "dataset.json").read_text())["parameters"]["models"]
             model = models[int(Path(video).parent.name.split("_")[1])]
             truth = _truth(ref, fov)
             vips = np.loadtxt(f"{ref}/vip_idx_fov_{fov}.txt", ndmin=1).astype(int)
             ref_labels = {l.idx: l for l in read_labels(f"{ref}/traj_labs_fov_{fov}.txt")[0]}
-            noise = _json.loads(Path(root, "dataset.json").read_text())["parameters"].get("noise", 0.12)
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(store) / shard_name(video) if store else Path(tmp) / "v.h5"
                 if not store or st.needs_writing(out):
