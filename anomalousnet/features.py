@@ -6,8 +6,10 @@ Per frame ``t`` of a window the input has three channels::
 
     dx(t) / s,  dy(t) / s,  valid(t)
 
-where ``dx(t) = x(t) - x(t-1)`` (0 at the window's first frame), ``valid`` is 1 on real
-frames and 0 on padding, and ``s`` is the window's **scale**: the root-mean-square step per
+where ``dx(t) = x(t) - x(t-1)`` (0 at the window's first frame), ``valid`` is 1 where that
+step was measured and 0 on padding and on steps that touch a frame tracking filled in (a
+particle not seen, or inside a merged spot: missing data, not motion; the step and its
+input are zeroed), and ``s`` is the window's **scale**: the root-mean-square step per
 axis over the window's displacements. Because the inputs are divided by ``s`` they are
 identical for a trajectory and the same trajectory with every coordinate multiplied by
 ``c``; the networks predict alpha and the state (scale-free) and ``K / s**2`` (the
@@ -102,8 +104,10 @@ def window_starts(n: int, config: FeatureConfig) -> np.ndarray:
 class Windows:
     """Fixed-length windows of many trajectories, ready for the networks.
 
-    inputs (W, L, 3) float32; valid (W, L) float32; scale (W,) float64; track (W,) index of
-    the trajectory each window comes from; start (W,) its first point within the trajectory.
+    inputs (W, L, 3) float32; valid (W, L) float32, 1 on the window's points (padding 0; a
+    filled point is a point here, predicted and stitched, though its steps are not inputs);
+    scale (W,) float64; track (W,) index of the trajectory each window comes from; start
+    (W,) its first point within the trajectory.
     """
 
     inputs: np.ndarray
@@ -129,16 +133,27 @@ def window_layout(offsets: np.ndarray, tracks: np.ndarray, config: FeatureConfig
 
 
 def make_windows(x: np.ndarray, y: np.ndarray, offsets: np.ndarray, tracks: np.ndarray,
-                 config: FeatureConfig = FeatureConfig()) -> Windows:
-    """Windows for the trajectories ``tracks`` of a CSR set of positions (``x``, ``y``, ``offsets``)."""
+                 config: FeatureConfig = FeatureConfig(), observed: np.ndarray | None = None) -> Windows:
+    """Windows for the trajectories ``tracks`` of a CSR set of positions (``x``, ``y``, ``offsets``).
+
+    ``observed`` (per point, optional): False where tracking filled the position in; steps
+    touching such points are missing inputs (see the module docstring)."""
     track_of, start_of, lengths = window_layout(offsets, tracks, config)
     t = np.arange(config.length)
-    valid = t[None, :] < lengths[:, None]
-    idx = (offsets[track_of] + start_of)[:, None] + np.where(valid, t[None, :], 0)
-    disp = masked_displacements(x[idx], y[idx], valid)
-    valid = valid.astype(np.float64)
-    inputs, scale = network_input(disp, valid)
-    return Windows(inputs, valid.astype(np.float32), scale, track_of, start_of)
+    inside = t[None, :] < lengths[:, None]
+    idx = (offsets[track_of] + start_of)[:, None] + np.where(inside, t[None, :], 0)
+    disp = masked_displacements(x[idx], y[idx], inside)
+    steps = inside if observed is None else measured_steps(inside, np.asarray(observed, bool)[idx])
+    inputs, scale = network_input(disp, steps.astype(np.float64))
+    return Windows(inputs, inside.astype(np.float32), scale, track_of, start_of)
+
+
+def measured_steps(inside: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Which window frames (n, L) hold a measured step: inside the window, the point observed
+    and (after the first frame) the point before it observed too."""
+    steps = inside & observed
+    steps[:, 1:] &= observed[:, :-1]
+    return steps
 
 
 def masked_displacements(px: np.ndarray, py: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -250,14 +265,30 @@ class Batch:
         return {"alpha": self.alpha, "K": self.K_norm, "state": self.state}[name]
 
 
+def tracking_gaps(crop: np.ndarray, L: int, rng: np.random.Generator, rate: float,
+                  max_gap: int = 8) -> np.ndarray:
+    """Random filled-in frames (B, L) like those tracking leaves: about ``rate`` gaps per 100
+    frames, each 1 to ``max_gap`` frames long (geometric, half of them one frame, as measured
+    on tracked AnDi-2 videos), never at a window's first or last real frame."""
+    filled = np.zeros((len(crop), L), bool)
+    starts = rng.random((len(crop), L)) < rate / 100.0
+    for b, t in zip(*np.nonzero(starts)):
+        g = min(int(rng.geometric(0.5)), max_gap)
+        if 1 <= t and t + g < crop[b]:
+            filled[b, t:t + g] = True
+    return filled
+
+
 def training_batch(windows: TrainingWindows, rng: np.random.Generator | None, config: FeatureConfig = FeatureConfig(),
-                   min_crop: int = 10) -> Batch:
+                   min_crop: int = 10, gap_rate: float = 0.0) -> Batch:
     """Network inputs and normalised targets for a set of training windows.
 
     With ``rng`` (training), each window is randomly cropped to a length between
     ``min_crop`` and its own (half of them kept whole) so the networks learn short tracks
-    too, and rotated by a random angle (diffusion is isotropic); without ``rng``
-    (validation) windows are used whole, unrotated, so the figures are reproducible.
+    too, rotated by a random angle (diffusion is isotropic), and given ``gap_rate`` gaps per
+    100 frames (:func:`tracking_gaps`: their steps are missing inputs, their labels are
+    still learnt, as at a tracked particle's filled frames); without ``rng`` (validation)
+    windows are used whole, unrotated, without gaps, so the figures are reproducible.
     """
     B, L = windows.x.shape
     n = windows.length
@@ -278,7 +309,10 @@ def training_batch(windows: TrainingWindows, rng: np.random.Generator | None, co
     px, py = c * px - s * py, s * px + c * py
     disp = masked_displacements(px, py, valid)
     validf = valid.astype(np.float64)
-    inputs, scale = network_input(disp, validf)
+    steps = valid
+    if rng is not None and gap_rate > 0:
+        steps = measured_steps(valid, ~tracking_gaps(crop, L, rng, gap_rate))
+    inputs, scale = network_input(disp, steps.astype(np.float64))
     K_norm = windows.K[rows, idx] / (scale[:, None] ** 2)
     return Batch(inputs, windows.alpha[rows, idx] * valid, (K_norm * valid).astype(np.float32),
                  (windows.state[rows, idx] * valid).astype(np.int32), validf.astype(np.float32))

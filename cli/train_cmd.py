@@ -31,6 +31,9 @@ import click
 @click.option("--class-weights", type=click.Choice(["none", "balanced", "sqrt"]), default="none", show_default=True,
               help="State head: weight rare states up (balanced: by inverse frequency; sqrt: its square root) "
                    "or the paper's plain cross-entropy (none).")
+@click.option("--gaps", "gap_rate", type=click.FloatRange(0, 50, max_open=True), default=1.0, show_default=True,
+              help="Simulated tracking gaps per 100 training frames (steps missing, as at frames video tracking "
+                   "fills in); 0 for none.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Model bundle directory to write.")
 @click.option("--init", "init", default=None, metavar="BUNDLE",
               help="Start from this bundle's weights (`default`: the shipped model) to fine-tune it.")
@@ -40,7 +43,7 @@ import click
 @click.option("--made-by", default="", help="Free text recorded in model.json (e.g. the make target).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def train(data, target, preset, epochs, batch_size, learning_rate, val_fraction, patience, steps_per_epoch,
-          max_windows, seed, mixed_precision, class_weights, init, out, resume, evaluate_on, made_by, progress) -> None:
+          max_windows, seed, mixed_precision, class_weights, gap_rate, init, out, resume, evaluate_on, made_by, progress) -> None:
     """Train alpha/K/state networks; runs distributed when started by horovodrun (one rank per process/GPU).
 
     \b
@@ -58,7 +61,7 @@ def train(data, target, preset, epochs, batch_size, learning_rate, val_fraction,
                                 batch_size=batch_size, learning_rate=learning_rate, val_fraction=val_fraction,
                                 patience=patience, steps_per_epoch=steps_per_epoch, max_windows=max_windows,
                                 seed=seed, mixed_precision=mixed_precision,
-                                class_weights=class_weights, init=init)
+                                class_weights=class_weights, init=init, gap_rate=gap_rate)
         targets = ("alpha", "K", "state") if target == "all" else (target,)
         bundle = tr.train(list(data), out, config, targets=targets, resume=resume, command=command,
                           progress=progress, evaluate_on=list(evaluate_on) or None)

@@ -48,7 +48,9 @@ def predict(bundle: Bundle, traj: Trajectories, batch_size: int = 1024, targets:
     ``fallback`` (bool): tracks shorter than the bundle's ``min_points`` do not go through
     the networks and get alpha 1, state 2 (free) and K from their mean squared step
     (:func:`anomalousnet.features.fallback_values`). Works for any track length >= 1.
-    Tracks longer than the window are predicted in overlapping windows and stitched.
+    Tracks longer than the window are predicted in overlapping windows and stitched. Steps
+    touching points flagged ``interpolated`` (filled in by tracking) are missing inputs; those
+    points still get predictions, from the measured steps around them.
     """
     cfg = bundle.features
     targets = targets or tuple(t for t in ("alpha", "K", "state") if t in bundle.targets)
@@ -57,7 +59,8 @@ def predict(bundle: Bundle, traj: Trajectories, batch_size: int = 1024, targets:
     offsets = np.asarray(traj.offsets, np.int64)
     lengths = np.diff(offsets)
     fallback = lengths < cfg.min_points
-    windows = ft.make_windows(x, y, offsets, np.flatnonzero(~fallback), cfg)
+    observed = ~np.asarray(traj.points["interpolated"], bool) if "interpolated" in traj.points else None
+    windows = ft.make_windows(x, y, offsets, np.flatnonzero(~fallback), cfg, observed)
     n = int(offsets[-1])
     out = {}
     for target in targets:

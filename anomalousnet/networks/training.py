@@ -68,6 +68,9 @@ class TrainConfig:
         of its recall).
     init: a model bundle ("default" or a path) whose head weights start training instead
         of random ones (fine-tuning, e.g. to a lab's own conditions); same preset and input.
+    gap_rate: simulated tracking gaps per 100 training frames (frames whose steps are
+        missing inputs, see :func:`anomalousnet.features.tracking_gaps`), so the networks
+        predict through the frames video tracking fills in; 0 for none.
     """
 
     target: str = "alpha"
@@ -83,6 +86,7 @@ class TrainConfig:
     mixed_precision: str = "auto"
     class_weights: str = "none"
     init: str | None = None
+    gap_rate: float = 1.0
     features: ft.FeatureConfig = ft.FeatureConfig()
 
     def __post_init__(self):
@@ -90,7 +94,7 @@ class TrainConfig:
             raise TrainingError(f"target {self.target!r}: choose alpha, K or state")
         if self.class_weights not in CLASS_WEIGHTS:
             raise TrainingError(f"class weights {self.class_weights!r}: choose one of {CLASS_WEIGHTS}")
-        if self.epochs < 1 or self.batch_size < 1 or not 0 < self.val_fraction < 1:
+        if self.epochs < 1 or self.batch_size < 1 or not 0 < self.val_fraction < 1 or not 0 <= self.gap_rate < 50:
             raise TrainingError(f"invalid epochs/batch size/validation fraction in {self}")
 
 
@@ -371,7 +375,8 @@ def run_epoch(head: Head, epoch: int, progress: bool = True) -> tuple[float, flo
         from tqdm import tqdm
         bar = tqdm(total=head.steps, desc=f"{config.target} epoch {epoch}/{config.epochs}", unit="step", leave=False)
     for step in range(head.steps):
-        batch = ft.training_batch(head.train.subset(order[step * B:(step + 1) * B]), rng, config.features)
+        batch = ft.training_batch(head.train.subset(order[step * B:(step + 1) * B]), rng, config.features,
+                                  gap_rate=config.gap_rate)
         losses.append(float(head.train_step(batch.inputs, batch.target(config.target), batch.mask)))
         if bar:
             bar.update()
@@ -492,6 +497,7 @@ def train(data: list[str] | str, out: os.PathLike | str, config: TrainConfig, ta
                     "learning_rate": cfg.learning_rate * ranks.size,
                     "seed": cfg.seed,
                     "class_weights": cfg.class_weights if target == "state" else None,
+                    "gaps_per_100_frames": cfg.gap_rate,
                     "initialised_from": _init_provenance(cfg.init),
                     "n_train_windows": result.n_train_windows,
                     "n_val_windows": result.n_val_windows,

@@ -9,7 +9,9 @@ signal, change points (:class:`~anomalousnet.segments.detector.WindowL2`), per-s
   the state probabilities divided by sqrt(2) (or, without them, the smoothed state's
   one-hot: any switch of state is then a jump of 1), and, when the positions are given,
   ``step_weight`` x log10 of the squared step (the networks see a window of frames and blur
-  a change over a few of them; the raw steps place it, at the price of noise).
+  a change over a few of them; the raw steps place it, at the price of noise). A step that
+  touches a frame tracking filled in is missing: it takes the nearest measured step's value
+  (an interpolated run of equal small steps would look like a slow segment).
 * **Segment values**: alpha and K, the medians of the networks' values, refined on
   segments long enough by a time-averaged MSD fit of the positions (K from the fit; alpha
   blended, the fit's share growing with the segment's length); state, the argmax of the
@@ -142,7 +144,8 @@ def smooth(alpha: np.ndarray, K: np.ndarray, state: np.ndarray, options: Segment
 
 def detector_signal(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
                     options: SegmentOptions = SegmentOptions(), probs: np.ndarray | None = None,
-                    x: np.ndarray | None = None, y: np.ndarray | None = None) -> np.ndarray:
+                    x: np.ndarray | None = None, y: np.ndarray | None = None,
+                    observed: np.ndarray | None = None) -> np.ndarray:
     """The (n_frames, 2 + N_STATES [+ 1]) signal the detector runs on (smoothed and weighted).
 
     State columns: the state probabilities ``probs`` (n, N_STATES) when given (a change of
@@ -159,19 +162,36 @@ def detector_signal(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
     columns = [wa * a, wk * logk, states]
     if x is not None and y is not None and options.step_weight > 0 and len(a) > 1:
         steps = log_steps(np.asarray(x, np.float64), np.asarray(y, np.float64)) / np.log(10.0)
+        if observed is not None:
+            steps = _nearest_measured(steps, observed[1:] & observed[:-1])
         columns.append(options.step_weight * np.r_[steps[0], steps])  # step i-1 -> i belongs to frame i
     return np.column_stack(columns)
 
 
+def _nearest_measured(values: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """``values`` with each unmeasured entry replaced by the nearest measured one (the earlier
+    on ties); unchanged when none is measured."""
+    idx = np.flatnonzero(measured)
+    if len(idx) == 0 or len(idx) == len(values):
+        return values
+    right = np.clip(np.searchsorted(idx, np.arange(len(values))), 0, len(idx) - 1)
+    left = np.clip(right - 1, 0, len(idx) - 1)
+    pos = np.arange(len(values))
+    nearest = np.where(np.abs(idx[left] - pos) <= np.abs(idx[right] - pos), idx[left], idx[right])
+    return values[nearest]
+
+
 def change_points(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
                   options: SegmentOptions = SegmentOptions(), probs: np.ndarray | None = None,
-                  x: np.ndarray | None = None, y: np.ndarray | None = None) -> np.ndarray:
+                  x: np.ndarray | None = None, y: np.ndarray | None = None,
+                  observed: np.ndarray | None = None) -> np.ndarray:
     """Change points of one track: sorted frame indices c (0 < c < n), the first frame of
     each new segment, at least ``min_dwell`` frames from each other and from the ends."""
     n = len(alpha)
     if n < 2 * options.min_dwell:
         return np.zeros(0, dtype=np.int64)
-    signal = detector_signal(alpha, K, state, options, probs, x, y)
+    signal = detector_signal(alpha, K, state, options, probs, x, y,
+                             None if observed is None else np.asarray(observed, bool))
     detector = WindowL2(options.width, options.min_dwell, options.refine_radius).fit(signal)
     return np.asarray(detector.predict(options.penalty)[:-1], dtype=np.int64)
 
@@ -202,7 +222,7 @@ def segment_track(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
             (x is not None and (y is None or not len(x) == len(y) == n)):
         raise ValueError(f"alpha, K, state (and probs, x, y when given) must have one equal length >= 1, got "
                          f"{len(alpha)}, {len(K)}, {len(state)}")
-    cps = change_points(alpha, K, state, options, probs, x, y)
+    cps = change_points(alpha, K, state, options, probs, x, y, observed)
     bounds = np.r_[0, cps, n].astype(np.int64)
     smoothed_state = smooth_state(state, options.min_dwell)
     prior = np.asarray(options.state_prior, dtype=np.float64)
