@@ -239,3 +239,22 @@ def test_state_is_the_segment_mean_probability_times_the_prior():
     assert cp.segment_track(*args, cp.SegmentOptions(state_prior=(1, 1, 2, 1)))["state"].tolist() == [1]
     with pytest.raises(ValueError, match="state_prior"):
         cp.SegmentOptions(state_prior=(1, 1, 0, 1))
+
+
+def test_filled_frames_are_missing_steps_not_a_slow_segment():
+    """A tracking gap filled by interpolation is a run of equal small steps; unflagged it looks
+    like a slow segment and draws change points, flagged (``observed`` False) it does not."""
+    rng = np.random.default_rng(8)
+    spurious = {"flagged": 0, "unflagged": 0}
+    for _ in range(20):
+        x, y = brownian(200, np.ones(200), rng)
+        gap = int(rng.integers(40, 150))
+        filled = np.zeros(200, bool)
+        filled[gap:gap + 8] = True
+        for p in (x, y):
+            p[filled] = np.interp(np.flatnonzero(filled), np.flatnonzero(~filled), p[~filled])
+        alpha, K, state, probs = blurred_predictions(200, 100, 1.0, 1.0)
+        for kind, observed in (("flagged", ~filled), ("unflagged", None)):
+            seg = cp.segment_track(alpha, K, state, cp.SegmentOptions(), probs, x, y, observed)
+            spurious[kind] += len(seg["start"]) - 1
+    assert spurious["flagged"] <= 1 and spurious["unflagged"] >= 8, spurious

@@ -95,6 +95,34 @@ def test_training_batch_normalises_K_like_inputs():
     assert 10 <= crop.mask.sum(axis=1).min() and crop.mask.sum(axis=1).max() <= 120
 
 
+def test_steps_touching_filled_points_are_missing_inputs_but_the_points_are_predicted():
+    t = random_walks([150], seed=2)
+    observed = np.ones(150, bool)
+    observed[[40, 41, 90]] = False
+    w = ft.make_windows(t.points["x"], t.points["y"], t.offsets, np.array([0]), observed=observed)
+    missing = np.flatnonzero(w.inputs[0, :150, 2] == 0)
+    assert missing.tolist() == [40, 41, 42, 90, 91]  # a filled point's step and the step after it
+    assert np.all(w.inputs[0, missing, :2] == 0) and np.all(w.valid[0, :150] == 1)
+    steps = np.diff(t.points["x"]) ** 2 + np.diff(t.points["y"]) ** 2
+    measured = np.delete(np.arange(1, 150), missing - 1)
+    assert w.scale[0] == pytest.approx(np.sqrt(steps[measured - 1].mean() / 2))
+
+
+def test_training_gaps_hide_steps_inside_the_crop_and_keep_every_label():
+    t = random_walks([200] * 64, seed=4)
+    pts = {**t.points, "alpha": np.full(t.n_points, 0.7, np.float32), "K": np.ones(t.n_points, np.float32),
+           "state": np.full(t.n_points, 2, np.int8)}
+    windows = ft.training_windows(st.Trajectories(t.offsets, pts, t.tracks))
+    b = ft.training_batch(windows, np.random.default_rng(1), gap_rate=2.0)
+    hidden = (b.mask > 0) & (b.inputs[..., 2] == 0)
+    per_100 = hidden.sum() / b.mask.sum() * 100
+    assert 2.0 < per_100 < 8.0  # 2 gaps per 100 frames, each hiding its frames' steps and the next
+    assert not hidden[:, 0].any()  # a crop starts and ends on a measured point
+    assert np.all(b.alpha[b.mask > 0] == pytest.approx(0.7)) and np.all(b.state[b.mask > 0] == 2)
+    plain = ft.training_batch(windows, np.random.default_rng(1))
+    assert not ((plain.mask > 0) & (plain.inputs[..., 2] == 0)).any()
+
+
 # ----------------------------------------------------------------------------- networks
 
 def test_networks_heads_ranges_and_presets():

@@ -342,6 +342,18 @@ def format_report(result: dict) -> str:
         for e in run["score"]["tracks"][str(track)]["experiments"]:
             cells = " ".join(f"{format_value(e.get(n)):>9}" for n in names)
             lines.append(f"{dataset:<9} {track:>3} {method:<10} exp {e['exp']} {e['model']:<15.15} {cells}")
+    gap = [(dataset, method, run) for dataset, track, method, run in _scored_runs(result)
+           if track == 1 and "vip_ground_truth" in run]
+    if gap:
+        lines += ["", "== modality gap per experiment (track-1 VIPs: from videos -> from ground-truth "
+                      "trajectories; split by cause: benchmarks/bench_tracking.py --andi DATA/andi) =="]
+    for dataset, method, run in gap:
+        truth = {e["exp"]: e for e in run["vip_ground_truth"]["tracks"]["1"]["experiments"]}
+        for e in run["score"]["tracks"]["1"]["experiments"]:
+            g = truth.get(e["exp"], {})
+            cells = "  ".join(f"{scoring.HEADERS[n]} {format_value(e.get(n))} -> {format_value(g.get(n))}"
+                              for n in scoring.SINGLE_METRICS[1:])
+            lines.append(f"{dataset:<9} {method:<10} exp {e['exp']} {e['model']:<15.15} {cells}")
     lines += ["", "== per-state frame recall (track 2) =="]
     for dataset, runs in result["runs"].items():
         for method in METHOD_ORDER:
