@@ -130,7 +130,8 @@ def locate(video: Video, diameter: int, minmass: float, options: TrackOptions, f
     from tqdm import tqdm
 
     separation = options.separation if options.separation is not None else default_separation(diameter, spot_sigma)
-    kwargs = dict(minmass=minmass, separation=separation, percentile=options.percentile)
+    # characterize=False: size, eccentricity and signal are not used downstream (a quarter of locate's time)
+    kwargs = dict(minmass=minmass, separation=separation, percentile=options.percentile, characterize=False)
     parts = []
     fit = spot_sigma is not None and options.refine != "none"
     if fit:
@@ -152,7 +153,7 @@ def locate(video: Video, diameter: int, minmass: float, options: TrackOptions, f
                                                           model=options.refine)
                 parts.append(found)
                 bar.update()
-    columns = ["y", "x", "mass", "size", "ecc", "signal", "raw_mass", "ep", "frame"] + (["precision"] if fit else [])
+    columns = ["y", "x", "mass", "frame"] + (["precision"] if fit else [])
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
@@ -278,7 +279,8 @@ def _track_dataframe(path: Path, options: TrackOptions, progress: bool):
             estimated.append("minmass")
         spot_model = options.refine
         if spot_model == "auto":
-            found = [tp.locate(image, diameter, minmass=minmass, percentile=options.percentile).assign(frame=k)
+            found = [tp.locate(image, diameter, minmass=minmass, percentile=options.percentile,
+                               characterize=False).assign(frame=k)
                      for k, image in enumerate(sample)]
             spot_model = localisation.choose_model(sample, pd.concat(found, ignore_index=True), spot_sigma)
         separation = options.separation
