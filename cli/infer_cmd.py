@@ -141,7 +141,7 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
         sys.exit(1)
 
 
-@click.command()
+@click.command(short_help="Change points alone, on stores that already hold predictions.")
 @input_options("results stores (e.g. RESULTS/store) that hold predictions")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Folder for segments.csv and ensemble.csv [each store's parent folder].")

@@ -10,16 +10,26 @@ import click
 
 from anomalousnet import __version__
 
-# command name -> "module:attribute" inside this package; one module per command (group).
+# command name -> ("module:attribute" inside this package, its one-line help). One module per
+# command (group); the help lines are here so that `--help` lists the commands without
+# importing them (tests check they match the commands' own).
 COMMANDS = {
-    "store": "anomalousnet_cli.store_cmd:store",
-    "infer": "anomalousnet_cli.infer_cmd:infer",
-    "segment": "anomalousnet_cli.infer_cmd:segment",
-    "simulate": "anomalousnet_cli.simulate_cmd:simulate",
-    "andi": "anomalousnet_cli.andi_cmd:andi",
-    "benchmark": "anomalousnet_cli.benchmark_cmd:benchmark",
-    "train": "anomalousnet_cli.train_cmd:train",
-    "track": "anomalousnet_cli.track_cmd:track",
+    "andi": ("anomalousnet_cli.andi_cmd:andi",
+             "2nd AnDi Challenge (2024): write submissions from public data, score them officially."),
+    "benchmark": ("anomalousnet_cli.benchmark_cmd:benchmark",
+                  "Side by side on seeded AnDi-2 style data: the built-in model, a classical baseline and a naive "
+                  "one, by the official scorer."),
+    "infer": ("anomalousnet_cli.infer_cmd:infer",
+              "The main job: track (videos) -> predict -> change points -> ensemble -> write."),
+    "segment": ("anomalousnet_cli.infer_cmd:segment", "Change points alone, on stores that already hold predictions."),
+    "simulate": ("anomalousnet_cli.simulate_cmd:simulate",
+                 "Simulate trajectories with andi-datasets (the 2nd AnDi Challenge simulator)."),
+    "store": ("anomalousnet_cli.store_cmd:store", "Inspect and validate HDF5 trajectory, training and results stores."),
+    "track": ("anomalousnet_cli.track_cmd:track",
+              "Track particles in TIFF/OME-TIFF videos (trackpy) into a trajectory store, one shard per video."),
+    "train": ("anomalousnet_cli.train_cmd:train",
+              "Train alpha/K/state networks; runs distributed when started by horovodrun (one rank per "
+              "process/GPU)."),
 }
 
 
@@ -30,8 +40,12 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         if name not in COMMANDS:
             return None
-        module, attr = COMMANDS[name].split(":")
+        module, attr = COMMANDS[name][0].split(":")
         return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx, formatter):
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

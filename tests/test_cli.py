@@ -20,6 +20,23 @@ def test_help_and_version():
     assert out.returncode == 0 and __version__ in out.stdout
 
 
+def test_help_lists_every_command_with_its_own_line_without_importing_them():
+    import importlib
+
+    from anomalousnet_cli.main import COMMANDS
+
+    for name, (target, line) in COMMANDS.items():
+        module, attr = target.split(":")
+        assert getattr(importlib.import_module(module), attr).get_short_help_str(limit=500) == line, name
+    probe = ("import sys; sys.argv = ['anomalousnet-batch', '--help']\n"
+             "from anomalousnet_cli.main import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('trackpy', 'ruptures', 'tensorflow', 'keras', 'distributed', 'scipy') "
+             "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip().endswith("[]"), out.stdout + out.stderr
+
+
 def test_store_validate_reports_good_and_bad(tmp_path):
     traj = st.Trajectories.from_arrays([{"x": np.arange(4.0), "y": np.zeros(4)}])
     st.write_shard(tmp_path / "good.h5", traj)

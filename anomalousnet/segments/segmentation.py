@@ -29,11 +29,9 @@ import dataclasses
 from typing import Mapping
 
 import numpy as np
-from scipy.ndimage import median_filter
 
 from anomalousnet.core.names import IMMOBILE, N_STATES, REQUIRED_PRED_COLUMNS, STATE_PROB_COLUMNS
 from anomalousnet.core.trajectories import Trajectories
-from anomalousnet.segments.detector import WindowL2
 from anomalousnet.segments.msd import ANDI_NOISE, log_steps, msd_fit
 
 SEGMENT_COLUMNS = ("particle", "start", "end", "alpha", "K", "state")
@@ -133,6 +131,8 @@ def smooth_state(state: np.ndarray, min_dwell: int = 3) -> np.ndarray:
 def smooth(alpha: np.ndarray, K: np.ndarray, state: np.ndarray, options: SegmentOptions = SegmentOptions()
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Smoothed (alpha, log10 K, state) of one track; see the module docstring."""
+    from scipy.ndimage import median_filter  # here, not at import: `infer --help` reads SegmentOptions
+
     size = 2 * options.min_dwell - 1
     logk = np.log10(np.maximum(np.asarray(K, dtype=np.float64), options.k_floor))
     alpha = np.asarray(alpha, dtype=np.float64)
@@ -190,6 +190,8 @@ def change_points(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
     n = len(alpha)
     if n < 2 * options.min_dwell:
         return np.zeros(0, dtype=np.int64)
+    from anomalousnet.segments.detector import WindowL2  # imports ruptures (about 1 s)
+
     signal = detector_signal(alpha, K, state, options, probs, x, y,
                              None if observed is None else np.asarray(observed, bool))
     detector = WindowL2(options.width, options.min_dwell, options.refine_radius).fit(signal)
