@@ -42,6 +42,17 @@ def simulated():
     return traj
 
 
+def test_backend_start_up_noise_is_dropped_and_other_stderr_kept():
+    code = ("import sys; sys.stderr.write('kept line\\n'); import anomalousnet.networks.model; "
+            "from anomalousnet.networks.predict import compute_device; print(compute_device())")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0 and "kept line" in out.stderr
+    from anomalousnet.networks.backend import START_UP_NOISE
+
+    assert not [line for line in out.stderr.splitlines() if any(n in line for n in START_UP_NOISE)], out.stderr
+
+
 # ----------------------------------------------------------------------------- features
 
 def test_inputs_are_identical_for_scaled_coordinates_and_scale_is_rms_step():

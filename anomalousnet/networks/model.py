@@ -19,10 +19,12 @@ masked: padding frames do not count.
 """
 from __future__ import annotations
 
-import keras
-from keras import layers, ops
+from anomalousnet.networks.backend import import_keras
 
-from anomalousnet.core.names import N_STATES, TARGETS
+keras = import_keras()
+from keras import layers, ops  # noqa: E402 - after the quiet import
+
+from anomalousnet.core.names import N_STATES, TARGETS  # noqa: E402
 
 N_CHANNELS = 3
 

@@ -1,0 +1,60 @@
+"""Keras imported without the backend's start-up noise.
+
+A TensorFlow wheel built for CUDA registers its cuDNN/cuFFT/cuBLAS plugins from C++ at import
+and, on a machine without those libraries or a GPU, writes lines such as "Unable to register
+cuDNN factory" to stderr before ``TF_CPP_MIN_LOG_LEVEL`` is read, on every run. Those known
+lines, and the failed CUDA start of device discovery (done during the import for that
+reason), are dropped; anything else written meanwhile reaches stderr unchanged.
+``TF_CPP_MIN_LOG_LEVEL=0`` (asking for everything) keeps them all.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+# Lines TensorFlow writes at import that say nothing about this run.
+START_UP_NOISE = (
+    "Unable to register cuDNN factory",
+    "Unable to register cuFFT factory",
+    "Unable to register cuBLAS factory",
+    "All log messages before absl::InitializeLog() is called",
+    "computation placer already registered",
+    "Could not find cuda drivers on your machine",
+    "This TensorFlow binary is optimized to use available CPU instructions",
+    "To enable the following instructions",
+    "oneDNN custom operations are on",
+    "TF-TRT Warning",
+    "failed call to cuInit",  # no GPU here: the run's log says where the networks run
+)
+
+
+def import_keras():
+    """``import keras`` with TensorFlow's known start-up lines filtered out of stderr."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0":
+        import keras
+
+        return keras
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras
+
+            if keras.backend.backend() == "tensorflow":  # device discovery writes its lines now, not mid-run
+                import tensorflow as tf
+
+                tf.config.list_physical_devices("GPU")
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                if line.strip() and not any(noise in line for noise in START_UP_NOISE):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+    return keras
