@@ -137,6 +137,17 @@ def test_unindexed_or_missing_shard_is_an_error_not_skipped(tmp_path):
         list(st.iter_shards(tmp_path))
 
 
+def test_results_folder_given_for_a_store_names_the_store_inside(tmp_path):
+    st.write_shard(tmp_path / "store" / "a.h5", ragged(lengths=(2,)))
+    st.write_index(tmp_path / "store", "trajectories")
+    with pytest.raises(st.StoreError, match=r"is a results folder, not a store: its store is .*store"):
+        st.read_index(tmp_path)
+    from anomalousnet.batch.inputs import expand_inputs
+
+    found, failed = expand_inputs([str(tmp_path)], ("store",))
+    assert not found["store"] and failed[str(tmp_path)].endswith(f"its store is {tmp_path / 'store'}")
+
+
 def test_resume_keeps_whole_shards_and_moves_damaged_ones_aside(tmp_path):
     st.write_shard(tmp_path / "a.h5", ragged(lengths=(2,)))
     assert st.needs_writing(tmp_path / "a.h5") is False

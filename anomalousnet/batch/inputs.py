@@ -61,6 +61,8 @@ def expand_inputs(patterns: Sequence[str], kinds: Sequence[str] = KINDS
                 if not inside:
                     failed[str(path)] = (f"directory holds no {files}" if files else "directory") + \
                         (f"{' and' if files else ''} has no store index ({INDEX_NAME})" if "store" in kinds else "")
+                    if "store" in kinds and (path / "store" / INDEX_NAME).exists():
+                        failed[str(path)] += f"; it is a results folder: its store is {path / 'store'}"
                 for p in inside:
                     if p.resolve() not in seen:
                         seen.add(p.resolve())

@@ -313,6 +313,8 @@ def read_index(store: os.PathLike | str) -> StoreIndex:
     index = store / INDEX_NAME
     if not store.is_dir():
         raise StoreError(store, "not a store directory")
+    if not index.exists() and (store / "store" / INDEX_NAME).exists():
+        raise StoreError(store, f"is a results folder, not a store: its store is {store / 'store'}")
     with _open(index) as f:
         kind = _check_header(index, f)
         if f.attrs.get("role") != "index":
