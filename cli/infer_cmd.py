@@ -125,6 +125,11 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
         summary = pipeline.run_infer(list(inputs), out_dir, options)
     except BundleError as exc:
         raise click.ClickException(f"model: {exc}") from None
+    if not summary.written and not summary.kept:
+        for item, reason in summary.failed.items():
+            click.echo(f"FAILED {item}: {reason}", err=True)
+        raise click.ClickException(f"no results: {len(summary.failed)} input(s) given, every one failed"
+                                   if summary.failed else "no results: no input given")
     click.echo(f"results: {summary.out / pipeline.STORE_DIR} ({len(summary.written)} written, "
                f"{len(summary.kept)} kept from an earlier run)")
     click.echo(f"segments: {summary.out / 'segments.csv'}")

@@ -162,6 +162,23 @@ def test_cli_exit_status_and_segment_command(tmp_path):
         assert json.loads(shard.attrs["parameters"])["segment"]["penalty"] == 1000
 
 
+def test_a_run_where_every_input_fails_says_so_and_keeps_earlier_results(tmp_path):
+    csv_fov(tmp_path / "trajs_fov_0.csv", 6, seed=4)
+    out = tmp_path / "results"
+    pipeline.run_infer([str(tmp_path / "trajs_fov_0.csv")], out, pipeline.InferOptions(model=MODEL, workers=1))
+    before = (out / "segments.csv").read_bytes()
+    (tmp_path / "bad.csv").write_text("x,y\n1,2\n")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    for target in (out, tmp_path / "fresh"):
+        run = subprocess.run([sys.executable, "-m", "anomalousnet_cli", "infer", "--input", str(tmp_path / "bad.csv"),
+                              str(tmp_path / "none*.tif"), "--out", str(target), "--workers", "1"],
+                             capture_output=True, text=True, timeout=300, env=env)
+        assert run.returncode == 1 and "no results: 2 input(s) given, every one failed" in run.stderr, run.stderr
+        assert f"FAILED {tmp_path / 'bad.csv'}" in run.stderr and "segments:" not in run.stdout
+    assert (out / "segments.csv").read_bytes() == before
+    assert not (tmp_path / "fresh" / "segments.csv").exists()
+
+
 def test_segment_command_rejects_a_store_without_predictions(tmp_path):
     traj = st.Trajectories.from_arrays([{"x": np.arange(5.0), "y": np.zeros(5)}])
     st.write_shard(tmp_path / "s.h5", traj)

@@ -253,8 +253,10 @@ def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferO
     """Run the main job on ``inputs`` (paths or glob patterns) into ``out_dir``.
 
     Returns a :class:`Summary` (``info``: the compute ``device`` and the ``figures`` written);
-    bad inputs are in ``failed`` (the run goes on). An unusable model raises
-    :class:`~anomalousnet.networks.bundle.BundleError` before anything is written.
+    bad inputs are in ``failed`` (the run goes on). When no input gives a result, no tables
+    or figures are written (and with no usable input at all, nothing, not even the model is
+    loaded). An unusable model raises :class:`~anomalousnet.networks.bundle.BundleError`
+    before anything is written.
     """
     from tqdm import tqdm
 
@@ -262,15 +264,17 @@ def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferO
     from anomalousnet.networks.predict import compute_device
 
     out_dir = Path(out_dir)
-    bundle = load_bundle(options.model)
+    bundle = load_bundle(options.model)  # model.json only: the networks' start-up comes when they run
     missing = [t for t in ("alpha", "K", "state") if t not in bundle.targets]
     if missing:
         raise BundleError(bundle.path, f"has no {', '.join(missing)} head(s); infer needs alpha, K and "
                                                  "state (train them with `anomalousnet-batch train --target all`)")
-    store_dir = out_dir / STORE_DIR
-    store_dir.mkdir(parents=True, exist_ok=True)
     summary = Summary(out_dir)
     found, summary.failed = expand_inputs(inputs)
+    if not any(found.values()):  # nothing to run: write nothing
+        return summary
+    store_dir = out_dir / STORE_DIR
+    store_dir.mkdir(parents=True, exist_ok=True)
     key = config_key(bundle, options)
     t = time.perf_counter()
     sources = collect_sources(found, out_dir, options, summary.failed)  # tracking brings its own cluster
@@ -299,6 +303,9 @@ def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferO
     t = time.perf_counter()
     _write_index(store_dir, st.provenance("infer", {"inputs": list(inputs), "config": key}))
     shards = sorted({store_dir / s.name for s in sources})
+    if not any(path.exists() for path in shards):  # every input failed: earlier tables stay as they were
+        (out_dir / "summary.json").write_text(summary.to_json() + "\n")
+        return summary
     write_tables(shards, out_dir, options.pixel_size_um, options.frame_interval_s)
     summary.add_time("tables", time.perf_counter() - t)
     if options.report:
