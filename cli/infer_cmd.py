@@ -60,6 +60,15 @@ def units_options(func):
     return func
 
 
+def warn_one_scale(pixel_size, frame_interval) -> None:
+    """Physical K needs both scales (its unit factor is px^2 / frame^alpha): say so when one is missing."""
+    if (pixel_size is None) != (frame_interval is None):
+        given, missing = ("--pixel-size", "--frame-interval") if frame_interval is None else \
+            ("--frame-interval", "--pixel-size")
+        click.echo(f"warning: {given} without {missing}: K stays in px^2/frame^alpha; "
+                   f"K in um^2/s^alpha needs both", err=True)
+
+
 def fill_gaps_option(func):
     return click.option("--fill-gaps", is_flag=True,
                         help="CSV inputs whose trajectories skip frames (trackpy's link with memory): fill the "
@@ -104,6 +113,7 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
     """
     import os
 
+    warn_one_scale(pixel_size, frame_interval)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from anomalousnet.batch import pipeline
     from anomalousnet.networks.bundle import BundleError
@@ -161,6 +171,7 @@ def segment(inputs, out_dir, pixel_size, frame_interval, penalty, width, min_dwe
     rewrites segments.csv and ensemble.csv. (Results stores have no frame gaps: CSVs with
     gaps are read by `infer --fill-gaps`.)
     """
+    warn_one_scale(pixel_size, frame_interval)
     from anomalousnet.batch import pipeline
     from anomalousnet.batch.inputs import expand_inputs
     from anomalousnet.io import store as st

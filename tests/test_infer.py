@@ -85,6 +85,14 @@ def test_csv_inputs_end_to_end_resume_and_bad_files(tmp_path, bundle):
     # K in physical units: um^2/s^alpha = K px^2/frame^alpha * px_size^2 / dt^alpha
     expected = table["K"] * 0.16 ** 2 / 0.1 ** table["alpha"]
     assert np.allclose(table["K_um2_per_s_alpha"], expected, rtol=1e-5)
+    # ensemble.csv too: frame-weighted over each state's segments of the FOV, in um^2/s^alpha
+    ensemble = pd.read_csv(out / "ensemble.csv")
+    for (fov, state), rows in table.groupby(["fov", "state"]):
+        frames = rows["end"] - rows["start"]
+        e = ensemble[(ensemble["fov"] == fov) & (ensemble["state"] == state)]
+        assert e["K_mean_um2_per_s_alpha"].item() == pytest.approx(np.average(rows["K_um2_per_s_alpha"],
+                                                                              weights=frames), rel=1e-5)
+        assert e["state_name"].item() == rows["state_name"].iloc[0]
     assert set(table["source"]) == {str(data / "exp_0" / "trajs_fov_0.csv"), str(data / "exp_1" / "trajs_fov_0.csv")}
     one = table[table["source"] == str(data / "exp_0" / "trajs_fov_0.csv")]
     assert one.groupby("particle")["end"].max().to_dict() == dict(zip(a.tracks["particle"].tolist(),
@@ -153,8 +161,10 @@ def test_cli_exit_status_and_segment_command(tmp_path):
     assert f"segments: {out / 'segments.csv'}" in run.stdout
     before = pd.read_csv(out / "segments.csv")
     seg = subprocess.run([sys.executable, "-m", "anomalousnet_cli", "segment", str(out / "store"),
-                          "--penalty", "1000"], capture_output=True, text=True, timeout=300, env=env)
+                          "--penalty", "1000", "--pixel-size", "0.1"], capture_output=True, text=True, timeout=300,
+                         env=env)
     assert seg.returncode == 0, seg.stderr
+    assert "warning: --pixel-size without --frame-interval: K stays in px^2/frame^alpha" in seg.stderr
     after = pd.read_csv(out / "segments.csv")
     assert len(after) == 12 and len(before) >= 12  # a huge penalty leaves one segment per track
     for shard in st.iter_shards(out / "store"):

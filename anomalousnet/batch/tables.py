@@ -14,6 +14,8 @@ from anomalousnet.io.andi_files import EnsembleLabel, write_ensemble
 from anomalousnet.io.atomic import atomic_path
 
 ENSEMBLE_DIR = "ensemble"
+# ensemble.csv's columns in physical units (with --pixel-size and --frame-interval) -> from
+PHYSICAL_ENSEMBLE = {"K_mean_um2_per_s_alpha": "K_mean", "K_var_um4_per_s2alpha": "K_var"}
 
 
 def write_tables(shards: Iterable[Path], out_dir: Path, pixel_size_um: float | None = None,
@@ -30,7 +32,8 @@ def write_tables(shards: Iterable[Path], out_dir: Path, pixel_size_um: float | N
     with atomic_path(seg_path) as seg_tmp, atomic_path(ens_path) as ens_tmp, \
             open(seg_tmp, "w", newline="") as seg_file, open(ens_tmp, "w", newline="") as ens_file:
         seg_file.write(",".join(seg_columns + (["K_um2_per_s_alpha"] if physical else [])) + "\n")
-        ens_file.write(",".join(["source", "fov", *ens.ENSEMBLE_COLUMNS]) + "\n")
+        ens_file.write(",".join(["source", "fov", *ens.ENSEMBLE_COLUMNS, "state_name"]
+                                + (list(PHYSICAL_ENSEMBLE) if physical else [])) + "\n")
         for path in shards:
             if not path.exists():
                 continue  # a failed FOV
@@ -40,17 +43,27 @@ def write_tables(shards: Iterable[Path], out_dir: Path, pixel_size_um: float | N
             if seg is None:
                 continue
             df = pd.DataFrame({"source": source, "fov": path.stem, **{c: seg[c] for c in seg_columns[2:-1]}})
-            df["state_name"] = [STATE_NAMES[s] if 0 <= s < len(STATE_NAMES) else str(s) for s in df["state"]]
+            df["state_name"] = state_names(df["state"])
             if physical:
                 df["K_um2_per_s_alpha"] = physical_K(df["K"].to_numpy(), df["alpha"].to_numpy(), pixel_size_um,
                                                      frame_interval_s)
             df.to_csv(seg_file, header=False, index=False)
             e = shard.tables.get("ensemble")
             if e is not None:
-                pd.DataFrame({"source": source, "fov": path.stem, **{c: e[c] for c in ens.ENSEMBLE_COLUMNS}}
-                             ).to_csv(ens_file, header=False, index=False)
+                rows = pd.DataFrame({"source": source, "fov": path.stem, **{c: e[c] for c in ens.ENSEMBLE_COLUMNS}})
+                rows["state_name"] = state_names(rows["state"])
+                if physical:  # K's unit factor depends on each segment's alpha: averaged from the segments
+                    e_phys = ens.fov_ensemble({**{c: seg[c] for c in ("start", "end", "alpha", "state")},
+                                               "K": df["K_um2_per_s_alpha"].to_numpy()})
+                    for column, source_column in PHYSICAL_ENSEMBLE.items():
+                        rows[column] = rows["state"].map(dict(zip(e_phys["state"].tolist(), e_phys[source_column])))
+                rows.to_csv(ens_file, header=False, index=False)
                 write_ensemble(out_dir / ENSEMBLE_DIR / f"{path.stem}.txt", EnsembleLabel("predicted", ens.andi_matrix(e)))
     return seg_path, ens_path
+
+
+def state_names(states) -> list[str]:
+    return [STATE_NAMES[s] if 0 <= s < len(STATE_NAMES) else str(s) for s in states]
 
 
 def physical_K(K_px: np.ndarray, alpha: np.ndarray, pixel_size_um: float, frame_interval_s: float) -> np.ndarray:
