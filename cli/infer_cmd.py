@@ -146,6 +146,9 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
     click.echo(f"ensemble: {summary.out / 'ensemble.csv'}")
     if summary.info.get("figures"):
         click.echo(f"figures: {summary.out / pipeline.FIGURES_DIR} ({len(summary.info['figures'])} PNG)")
+    if summary.info.get("stale_figures_removed"):
+        click.echo(f"removed {len(summary.info['stale_figures_removed'])} figure(s) drawn from earlier results "
+                   f"(--report draws them anew)")
     if summary.info.get("device"):
         click.echo(f"networks ran on {summary.info['device']}")
     click.echo("time (s): " + ", ".join(f"{stage} {s:.1f}" for stage, s in summary.seconds.items()))
@@ -162,9 +165,11 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
               help="Folder for segments.csv and ensemble.csv [each store's parent folder].")
 @units_options
 @segment_options
+@click.option("--report", is_flag=True, help="Also redraw the figures (RESULTS/figures/); without it, "
+              "figures drawn from the old segments are removed.")
 @dask_options
-def segment(inputs, out_dir, pixel_size, frame_interval, penalty, width, min_dwell, noise, state_prior, workers,
-            scheduler_file):
+def segment(inputs, out_dir, pixel_size, frame_interval, penalty, width, min_dwell, noise, state_prior, report,
+            workers, scheduler_file):
     """Change points alone, on stores that already hold predictions (e.g. RESULTS/store).
 
     Recomputes each shard's segments and ensemble tables in place (atomically) and
@@ -188,7 +193,7 @@ def segment(inputs, out_dir, pixel_size, frame_interval, penalty, width, min_dwe
         try:
             paths = pipeline.segment_store(store_dir, seg, out_dir, workers=workers or 1,
                                            scheduler_file=scheduler_file, pixel_size_um=pixel_size,
-                                           frame_interval_s=frame_interval)
+                                           frame_interval_s=frame_interval, report=report)
         except st.StoreError as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(f"segmented {len(paths)} shard(s) of {store_dir}")

@@ -189,6 +189,19 @@ def test_a_run_where_every_input_fails_says_so_and_keeps_earlier_results(tmp_pat
     assert not (tmp_path / "fresh" / "segments.csv").exists()
 
 
+def test_figures_never_outlive_the_segments_they_show(tmp_path):
+    csv_fov(tmp_path / "trajs_fov_0.csv", 6, seed=5)
+    out = tmp_path / "results"
+    pipeline.run_infer([str(tmp_path / "trajs_fov_0.csv")], out,
+                       pipeline.InferOptions(model=MODEL, workers=1, report=True, progress=False))
+    (png,) = sorted((out / "figures").glob("*.png"))
+    store = out / "store"
+    pipeline.segment_store(store, cp.SegmentOptions(penalty=8), progress=False)
+    assert not png.exists()  # drawn from the old segments: removed, not left beside new tables
+    pipeline.segment_store(store, cp.SegmentOptions(penalty=8), progress=False, report=True)
+    assert png.exists() and png.stat().st_mtime >= (store / f"{png.stem}.h5").stat().st_mtime
+
+
 def test_segment_command_rejects_a_store_without_predictions(tmp_path):
     traj = st.Trajectories.from_arrays([{"x": np.arange(5.0), "y": np.zeros(5)}])
     st.write_shard(tmp_path / "s.h5", traj)

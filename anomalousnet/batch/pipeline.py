@@ -39,7 +39,7 @@ import numpy as np
 from anomalousnet import ensemble as ens
 from anomalousnet.batch.inputs import expand_inputs, shard_name
 from anomalousnet.batch.summary import Summary
-from anomalousnet.batch.tables import finite, write_figures, write_tables
+from anomalousnet.batch.tables import finite, remove_stale_figures, write_figures, write_tables
 from anomalousnet.core.errors import InputError
 from anomalousnet.core.names import REQUIRED_PRED_COLUMNS, STATE_PROB_COLUMNS
 from anomalousnet.core.trajectories import Trajectories
@@ -312,6 +312,8 @@ def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferO
         t = time.perf_counter()
         summary.info["figures"] = write_figures(shards, out_dir / FIGURES_DIR, progress=options.progress)
         summary.add_time("report", time.perf_counter() - t)
+    else:
+        summary.info["stale_figures_removed"] = remove_stale_figures(shards, out_dir / FIGURES_DIR)
     (out_dir / "summary.json").write_text(summary.to_json() + "\n")
     return summary
 
@@ -331,11 +333,14 @@ def _write_index(store_dir: Path, attrs: dict) -> Path:
 def segment_store(store_dir: os.PathLike | str, options: SegmentOptions = SegmentOptions(),
                   out_dir: os.PathLike | str | None = None, workers: int | None = 1,
                   scheduler_file: str | None = None, pixel_size_um: float | None = None,
-                  frame_interval_s: float | None = None, progress: bool = True) -> list[Path]:
+                  frame_interval_s: float | None = None, progress: bool = True, report: bool = False
+                  ) -> list[Path]:
     """Change points alone: recompute the segments and ensemble tables of every shard of
     a store that holds predictions (each shard rewritten atomically), then write
-    segments.csv and ensemble.csv into ``out_dir`` (default: the store's parent folder).
-    Raises StoreError (naming the shard) when a shard has no predictions."""
+    segments.csv and ensemble.csv into ``out_dir`` (default: the store's parent folder)
+    and, with ``report``, the figures (``out_dir/figures``); without it, figures drawn from
+    the old segments are removed. Raises StoreError (naming the shard) when a shard has no
+    predictions."""
     from tqdm import tqdm
 
     store_dir = Path(store_dir)
@@ -366,4 +371,8 @@ def segment_store(store_dir: os.PathLike | str, options: SegmentOptions = Segmen
         attrs = st.read_attrs(paths[0])
         pixel_size_um, frame_interval_s = finite(attrs.get("pixel_size_um")), finite(attrs.get("frame_interval_s"))
     write_tables(paths, out_dir, pixel_size_um, frame_interval_s)
+    if report:
+        write_figures(paths, out_dir / FIGURES_DIR, progress=progress)
+    else:
+        remove_stale_figures(paths, out_dir / FIGURES_DIR)
     return paths

@@ -94,3 +94,15 @@ def write_figures(shards: Iterable[Path], fig_dir: Path, progress: bool = True) 
             report.fov_figure(st.read_shard(path), png)
         written.append(png)
     return written
+
+
+def remove_stale_figures(shards: Iterable[Path], fig_dir: Path) -> list[Path]:
+    """Delete report PNGs older than their results shard (drawn from results since replaced,
+    e.g. before `segment --penalty`), so no figure contradicts the tables; returns them."""
+    stale = []
+    for path in shards:
+        png = fig_dir / f"{path.stem}.png"
+        if path.exists() and png.exists() and png.stat().st_mtime < path.stat().st_mtime:
+            png.unlink()
+            stale.append(png)
+    return stale
