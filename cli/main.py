@@ -64,3 +64,5 @@ def main(verbose: int) -> None:
     # imported (from dask's config); only -vv shows that.
     if verbose < 2:
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    if verbose:  # TensorFlow's own start-up lines too (filtered by default: networks/backend.py)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")

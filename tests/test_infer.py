@@ -160,7 +160,7 @@ def test_cli_exit_status_and_segment_command(tmp_path):
     assert f"FAILED {tmp_path / 'missing.csv'}: no such file" in run.stderr
     assert f"segments: {out / 'segments.csv'}" in run.stdout
     before = pd.read_csv(out / "segments.csv")
-    seg = subprocess.run([sys.executable, "-m", "anomalousnet_cli", "segment", str(out / "store"),
+    seg = subprocess.run([sys.executable, "-m", "anomalousnet_cli", "segment", str(out),  # the results folder
                           "--penalty", "1000", "--pixel-size", "0.1"], capture_output=True, text=True, timeout=300,
                          env=env)
     assert seg.returncode == 0, seg.stderr

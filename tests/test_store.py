@@ -137,15 +137,14 @@ def test_unindexed_or_missing_shard_is_an_error_not_skipped(tmp_path):
         list(st.iter_shards(tmp_path))
 
 
-def test_results_folder_given_for_a_store_names_the_store_inside(tmp_path):
+def test_a_results_folder_stands_for_the_store_inside_it(tmp_path):
     st.write_shard(tmp_path / "store" / "a.h5", ragged(lengths=(2,)))
     st.write_index(tmp_path / "store", "trajectories")
-    with pytest.raises(st.StoreError, match=r"is a results folder, not a store: its store is .*store"):
-        st.read_index(tmp_path)
+    assert st.read_index(tmp_path).path == tmp_path / "store" / st.INDEX_NAME
     from anomalousnet.batch.inputs import expand_inputs
 
     found, failed = expand_inputs([str(tmp_path)], ("store",))
-    assert not found["store"] and failed[str(tmp_path)].endswith(f"its store is {tmp_path / 'store'}")
+    assert found["store"] == [tmp_path / "store"] and not failed
 
 
 def test_resume_keeps_whole_shards_and_moves_damaged_ones_aside(tmp_path):

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from anomalousnet.io.store import INDEX_NAME, SHARD_SUFFIX
+from anomalousnet.io.store import INDEX_NAME, SHARD_SUFFIX, store_dir
 
 VIDEO_SUFFIXES = (".tif", ".tiff")
 CSV_SUFFIXES = (".csv",)
@@ -25,7 +25,7 @@ _DESCRIPTION = {"video": "TIFF video (.tif/.tiff)", "csv": "AnDi-style CSV (.csv
 def _kind_of(path: Path) -> str | None:
     suffix = path.suffix.lower()
     if path.is_dir():
-        return "store" if (path / INDEX_NAME).exists() else None
+        return "store" if (store_dir(path) / INDEX_NAME).exists() else None
     if suffix in VIDEO_SUFFIXES:
         return "video"
     if suffix in CSV_SUFFIXES:
@@ -36,7 +36,8 @@ def _kind_of(path: Path) -> str | None:
 def expand_inputs(patterns: Sequence[str], kinds: Sequence[str] = KINDS
                   ) -> tuple[dict[str, list[Path]], dict[str, str]]:
     """Expand paths, folders and glob patterns into inputs by kind (only ``kinds``), in order and
-    without duplicates. A folder that is not a store stands for its videos and CSVs (not recursive).
+    without duplicates. A folder that is not a store stands for its videos and CSVs (not recursive);
+    a results folder stands for its store (``RESULTS/store``).
     Returns ``({kind: [paths]}, {input: problem})``: patterns that match nothing, missing paths
     and files of another kind are problems, named with the input."""
     found: dict[str, list[Path]] = {kind: [] for kind in kinds}
@@ -61,8 +62,6 @@ def expand_inputs(patterns: Sequence[str], kinds: Sequence[str] = KINDS
                 if not inside:
                     failed[str(path)] = (f"directory holds no {files}" if files else "directory") + \
                         (f"{' and' if files else ''} has no store index ({INDEX_NAME})" if "store" in kinds else "")
-                    if "store" in kinds and (path / "store" / INDEX_NAME).exists():
-                        failed[str(path)] += f"; it is a results folder: its store is {path / 'store'}"
                 for p in inside:
                     if p.resolve() not in seen:
                         seen.add(p.resolve())
@@ -70,6 +69,7 @@ def expand_inputs(patterns: Sequence[str], kinds: Sequence[str] = KINDS
             elif kind not in kinds:
                 failed[str(path)] = f"unknown input type {path.suffix!r}: expected a {wanted}"
             elif path.resolve() not in seen:
+                path = store_dir(path) if kind == "store" else path  # a results folder: its store
                 seen.add(path.resolve())
                 found[kind].append(path)
     return found, failed

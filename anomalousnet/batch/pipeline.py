@@ -343,7 +343,7 @@ def segment_store(store_dir: os.PathLike | str, options: SegmentOptions = Segmen
     predictions."""
     from tqdm import tqdm
 
-    store_dir = Path(store_dir)
+    store_dir = st.store_dir(store_dir)
     index = st.read_index(store_dir)
     paths = [store_dir / n for n in index.shard_names]
     opts = InferOptions(workers=workers, scheduler_file=scheduler_file)

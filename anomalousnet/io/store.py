@@ -293,6 +293,15 @@ def write_index(store: os.PathLike | str, kind: str, attrs: Mapping | None = Non
     return index
 
 
+def store_dir(path: os.PathLike | str) -> Path:
+    """The store a path names: the path itself, or for a results folder (``infer --out``),
+    the store inside it (``RESULTS/store``), which is what users type first."""
+    path = Path(path)
+    if not (path / INDEX_NAME).exists() and (path / "store" / INDEX_NAME).exists():
+        return path / "store"
+    return path
+
+
 @dataclasses.dataclass(frozen=True)
 class StoreIndex:
     path: Path
@@ -309,12 +318,10 @@ def read_index(store: os.PathLike | str) -> StoreIndex:
     A shard on disk that the index does not list (or the reverse) is an error, not skipped;
     shards left under their temporary name are reported in the log and ignored.
     """
-    store = Path(store)
+    store = store_dir(store)
     index = store / INDEX_NAME
     if not store.is_dir():
         raise StoreError(store, "not a store directory")
-    if not index.exists() and (store / "store" / INDEX_NAME).exists():
-        raise StoreError(store, f"is a results folder, not a store: its store is {store / 'store'}")
     with _open(index) as f:
         kind = _check_header(index, f)
         if f.attrs.get("role") != "index":
@@ -338,7 +345,7 @@ def read_index(store: os.PathLike | str) -> StoreIndex:
 
 def iter_shards(store: os.PathLike | str) -> Iterator[Shard]:
     """Validated shards of a store, in index order, one at a time (memory stays flat)."""
-    store = Path(store)
+    store = store_dir(store)
     index = read_index(store)
     for name in index.shard_names:
         yield read_shard(store / name)
@@ -346,7 +353,7 @@ def iter_shards(store: os.PathLike | str) -> Iterator[Shard]:
 
 def validate_store(store: os.PathLike | str) -> StoreIndex:
     """Validate a store: its index, and every shard it lists, with counts matching the index."""
-    store = Path(store)
+    store = store_dir(store)
     index = read_index(store)
     for name, n_tracks, n_points in zip(index.shard_names, index.n_tracks, index.n_points):
         shard = read_shard(store / name)
