@@ -98,8 +98,12 @@ def fill_gaps_option(func):
 @click.option("--min-length", type=click.IntRange(min=1), default=1, show_default=True,
               help="Tracking (videos): drop trajectories shorter than this, frames.")
 @fill_gaps_option
+@click.option("--columns", "csv_columns", metavar="particle=COL,frame=COL,x=COL,y=COL",
+              help="CSV inputs: the columns holding particle, frame, x and y, when not named so (trackpy's "
+                   "and TrackMate's exports, TRACK_ID, FRAME, POSITION_X, POSITION_Y, are recognised).")
 def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalty, width, min_dwell, noise, state_prior,
-          workers, scheduler_file, report, diameter, minmass, search_range, separation, memory, min_length, fill_gaps):
+          workers, scheduler_file, report, diameter, minmass, search_range, separation, memory, min_length, fill_gaps,
+          csv_columns):
     """The main job: track (videos) -> predict -> change points -> ensemble -> write.
 
     Writes RESULTS/store (HDF5 results store), RESULTS/segments.csv, RESULTS/ensemble.csv,
@@ -128,9 +132,16 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
         seg = SegmentOptions(penalty=penalty, width=width, min_dwell=min_dwell, noise=noise, state_prior=state_prior)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    from anomalousnet.io.andi_files import parse_column_map
+
+    try:
+        columns = parse_column_map(csv_columns) or None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--columns") from None
     options = pipeline.InferOptions(model=model, batch_size=batch_size, pixel_size_um=pixel_size,
                                     frame_interval_s=frame_interval, segment=seg, report=report, workers=workers,
-                                    scheduler_file=scheduler_file, track_options=track, fill_gaps=fill_gaps)
+                                    scheduler_file=scheduler_file, track_options=track, fill_gaps=fill_gaps,
+                                    csv_columns=columns)
     try:
         summary = pipeline.run_infer(list(inputs), out_dir, options)
     except BundleError as exc:

@@ -211,7 +211,9 @@ def test_segment_command_rejects_a_store_without_predictions(tmp_path):
 
 
 @pytest.mark.parametrize("text,problem", [
-    ("a,b\n1,2\n", "missing column(s) traj_idx, frame, x, y"),
+    ("a,b\n1,2\n", "missing column(s) traj_idx, frame, x, y; found a, b. Accepted names: traj_idx: traj_idx or "
+                    "particle or TRACK_ID; frame: frame or FRAME; x: x or POSITION_X; y: y or POSITION_Y; or name "
+                    "them with --columns"),
     ("traj_idx,frame,x,y\n", "no rows"),
     ("traj_idx,frame,x,y\n0,0,1.0,nan\n", "row 2: column y is"),
     ("traj_idx,frame,x,y\n0,0.5,1.0,2.0\n", "row 2: frame 0.5 is not an integer"),
@@ -225,6 +227,41 @@ def test_csv_reader_names_file_and_problem(tmp_path, text, problem):
     with pytest.raises(tio.TrajectoryFileError) as err:
         tio.read_andi_csv(path)
     assert str(path) in str(err.value) and problem in str(err.value)
+
+
+def trackmate_csv(path, n_tracks=3, frames=40, seed=0):
+    """A TrackMate spot export: feature header, then name, short-name and unit rows, then
+    spots (one in no track)."""
+    rng = np.random.default_rng(seed)
+    lines = ["LABEL,ID,TRACK_ID,QUALITY,POSITION_X,POSITION_Y,POSITION_T,FRAME,MEAN_INTENSITY_CH1",
+             "Label,Spot ID,Track ID,Quality,X,Y,T,Frame,Mean intensity ch1",
+             "Label,Spot ID,Track ID,Quality,X,Y,T,Frame,Mean ch1",
+             ",,,(quality),(pixel),(pixel),(sec),,(counts)"]
+    for track in range(n_tracks):
+        x, y = rng.normal(0, 1, frames).cumsum() + 50, rng.normal(0, 1, frames).cumsum() + 50
+        lines += [f"ID{track * 1000 + f},{track * 1000 + f},{track},7.5,{x[f]},{y[f]},{f * 0.05},{f},{100 + f}"
+                  for f in range(frames)]
+    lines.append("ID9999,9999,,7.5,1.0,1.0,0.1,2,100")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_trackmate_and_trackpy_exports_are_read_with_their_extra_columns(tmp_path):
+    trackmate_csv(tmp_path / "tm.csv")
+    t = tio.read_andi_csv(tmp_path / "tm.csv")
+    assert t.n_tracks == 3 and t.n_points == 120  # header rows and the spot in no track skipped
+    assert t.points["MEAN_INTENSITY_CH1"][:3].tolist() == [100, 101, 102]
+    table = t.to_dataframe().rename(columns={"particle": "TID", "frame": "T", "x": "X", "y": "Y"})
+    table.to_csv(tmp_path / "other.csv", index=False)
+    with pytest.raises(tio.TrajectoryFileError, match="missing column"):
+        tio.read_andi_csv(tmp_path / "other.csv")
+    mapped = tio.read_andi_csv(tmp_path / "other.csv", columns=tio.parse_column_map("particle=TID,frame=T,x=X,y=Y"))
+    np.testing.assert_allclose(mapped.points["x"], t.points["x"])
+    with pytest.raises(ValueError, match="NAME one of particle, frame, x, y"):
+        tio.parse_column_map("track=TID")
+    out = tmp_path / "results"
+    pipeline.run_infer([str(tmp_path / "tm.csv")], out, pipeline.InferOptions(model=MODEL, workers=1, progress=False))
+    (shard,) = st.iter_shards(out / "store")  # the input's columns survive into the results store
+    assert {"QUALITY", "MEAN_INTENSITY_CH1", "pred_alpha"} <= set(shard.trajectories.points)
 
 
 def test_csv_reader_sorts_rows_and_reads_andi_floats(tmp_path):

@@ -67,6 +67,8 @@ class InferOptions:
     track_options: anomalousnet.tracking.video_tracking.TrackOptions for video inputs (None: its defaults).
     fill_gaps: CSV inputs whose trajectories skip frames (trackpy's ``link`` with ``memory``)
         are filled by interpolation and flagged (``interpolated``) instead of refused.
+    csv_columns: CSV inputs' column names for particle (traj_idx), frame, x, y, when neither
+        those nor trackpy's or TrackMate's (see anomalousnet.io.andi_files.CSV_ALIASES).
     """
 
     model: str = "default"
@@ -79,6 +81,7 @@ class InferOptions:
     scheduler_file: str | None = None
     track_options: object | None = None
     fill_gaps: bool = False
+    csv_columns: dict | None = None
     progress: bool = True
 
 
@@ -139,10 +142,11 @@ def collect_sources(found: Mapping[str, list[Path]], out_dir: Path, options: Inf
     return sources
 
 
-def load_source(source: Source, fill_gaps: bool = False) -> tuple[Trajectories, dict]:
+def load_source(source: Source, fill_gaps: bool = False, csv_columns: dict | None = None
+                ) -> tuple[Trajectories, dict]:
     """Trajectories of one source and its provenance (source path and checksum, units)."""
     if source.kind == "csv":
-        traj = read_andi_csv(source.path, fill_gaps=fill_gaps)
+        traj = read_andi_csv(source.path, fill_gaps=fill_gaps, columns=csv_columns)
         return traj, {"source_path": str(source.origin), "source_sha256": st.sha256_of(source.path)}
     shard = st.read_shard(source.path)
     if shard.trajectories.n_tracks == 0:
@@ -182,7 +186,8 @@ def config_key(bundle, options: InferOptions) -> str:
     """What a results shard depends on besides its input; a kept shard must match it."""
     return json.dumps({"model_sha256": bundle.sha256, "segment": dataclasses.asdict(options.segment),
                        "pixel_size_um": options.pixel_size_um, "frame_interval_s": options.frame_interval_s,
-                       "fill_gaps": options.fill_gaps}, sort_keys=True)
+                       "fill_gaps": options.fill_gaps, **({"csv_columns": options.csv_columns}
+                                                          if options.csv_columns else {})}, sort_keys=True)
 
 
 def _existing_matches(path: Path, key: str, source: Source) -> bool:
@@ -207,7 +212,7 @@ def process_source(source: Source, store_dir: Path, bundle, options: InferOption
 
     timer = timer or (lambda stage, seconds: None)
     t = time.perf_counter()
-    traj, source_attrs = load_source(source, options.fill_gaps)
+    traj, source_attrs = load_source(source, options.fill_gaps, options.csv_columns)
     timer("read", time.perf_counter() - t)
     path = store_dir / source.name
     if traj.n_tracks == 0:

@@ -59,9 +59,34 @@ class TrajectoryFileError(InputError):
 
 # ----------------------------------------------------------------------------- trajectories
 
-def read_andi_csv(path: os.PathLike | str, fill_gaps: bool = False) -> Trajectories:
+# Other names of the four columns, recognised without being asked: trackpy's table and
+# TrackMate's spot export (positions in TrackMate's calibrated unit).
+CSV_ALIASES = {"traj_idx": ("particle", "TRACK_ID"), "frame": ("FRAME",), "x": ("POSITION_X",),
+               "y": ("POSITION_Y",)}
+# Point columns the pipeline itself writes: an input column of that name is not kept.
+RESERVED_POINT_COLUMNS = ("interpolated", "vip", "precision")
+
+
+def parse_column_map(text: str | None) -> dict[str, str]:
+    """``--columns particle=TRACK_ID,frame=FRAME,x=POSITION_X,y=POSITION_Y`` -> {wanted: in file}
+    (``particle`` and ``traj_idx`` name the same column). Raises ValueError naming the problem."""
+    mapping = {}
+    for item in filter(None, (t.strip() for t in (text or "").split(","))):
+        wanted, sep, given = (t.strip() for t in item.partition("="))
+        wanted = "traj_idx" if wanted == "particle" else wanted
+        if not sep or wanted not in CSV_COLUMNS or not given:
+            raise ValueError(f"{item!r}: expected NAME=COLUMN with NAME one of particle, frame, x, y")
+        mapping[wanted] = given
+    return mapping
+
+
+def read_andi_csv(path: os.PathLike | str, fill_gaps: bool = False, columns: dict[str, str] | None = None
+                  ) -> Trajectories:
     """Read one AnDi-style CSV into Trajectories (tracks: particle = traj_idx). Rows may come
-    in any order: they are sorted by trajectory then frame.
+    in any order: they are sorted by trajectory then frame. The four columns may also have
+    the names of :data:`CSV_ALIASES` (trackpy, TrackMate; TrackMate's three extra header rows
+    and its spots in no track are skipped) or those ``columns`` maps them to. Other numeric
+    columns (trackpy's ``mass``, ``size``, ``ecc``...) are kept as point columns.
 
     Raises TrajectoryFileError (naming the file, and the trajectory or row where it
     applies) for: an unreadable or empty file, missing columns, non-numeric, NaN or
@@ -80,12 +105,23 @@ def read_andi_csv(path: os.PathLike | str, fill_gaps: bool = False) -> Trajector
     except (OSError, ValueError, UnicodeDecodeError) as exc:  # pandas' parser errors are ValueErrors
         raise TrajectoryFileError(path, f"not a readable CSV file: {exc}") from None
     df.columns = [str(c).strip() for c in df.columns]
-    if "traj_idx" not in df.columns and "particle" in df.columns:
-        df = df.rename(columns={"particle": "traj_idx"})
+    rename = {}
+    for wanted in CSV_COLUMNS:
+        names = [columns[wanted]] if columns and wanted in columns else [wanted, *CSV_ALIASES[wanted]]
+        given = next((n for n in names if n in df.columns), None)
+        if given is not None and given != wanted:
+            rename[given] = wanted
+    df = df.drop(columns=[c for c in rename.values() if c in df.columns]).rename(columns=rename)
     missing = [c for c in CSV_COLUMNS if c not in df.columns]
     if missing:
-        raise TrajectoryFileError(path, f"missing column(s) {', '.join(missing)}; found {', '.join(df.columns)} "
-                                        f"(expected a header line 'traj_idx,frame,x,y')")
+        accepted = "; ".join(f"{c}: {' or '.join((c, *CSV_ALIASES[c]))}" for c in missing)
+        raise TrajectoryFileError(path, f"missing column(s) {', '.join(missing)}; found {', '.join(df.columns)}. "
+                                        f"Accepted names: {accepted}; or name them with --columns "
+                                        f"particle=COL,frame=COL,x=COL,y=COL")
+    if "TRACK_ID" in rename:  # TrackMate: name, short name and unit rows under the header; untracked spots
+        head = pd.to_numeric(df["frame"].iloc[:3], errors="coerce")
+        df = df.iloc[int(head.isna().sum()) if head.isna().all() else 0:]
+        df = df[df["traj_idx"].astype(str).str.strip().ne("") & df["traj_idx"].notna()]
     if len(df) == 0:
         raise TrajectoryFileError(path, "no rows: the file holds a header but no positions")
     values = {}
@@ -93,15 +129,22 @@ def read_andi_csv(path: os.PathLike | str, fill_gaps: bool = False) -> Trajector
         col = pd.to_numeric(df[c], errors="coerce").to_numpy(np.float64)
         bad = np.flatnonzero(~np.isfinite(col))
         if len(bad):
-            raise TrajectoryFileError(path, f"row {int(bad[0]) + 2}: column {c} is {df[c].iloc[bad[0]]!r}, "
+            raise TrajectoryFileError(path, f"row {int(df.index[bad[0]]) + 2}: column {c} is {df[c].iloc[bad[0]]!r}, "
                                             f"not a finite number ({len(bad)} such rows)")
         values[c] = col
     for c in ("traj_idx", "frame"):
         frac = np.flatnonzero(values[c] != np.round(values[c]))
         if len(frac):
-            raise TrajectoryFileError(path, f"row {int(frac[0]) + 2}: {c} {values[c][frac[0]]} is not an integer")
+            raise TrajectoryFileError(path, f"row {int(df.index[frac[0]]) + 2}: {c} {values[c][frac[0]]} is not an "
+                                            f"integer")
     table = pd.DataFrame({"particle": values["traj_idx"].astype(np.int64), "frame": values["frame"].astype(np.int64),
                           "x": values["x"], "y": values["y"]})
+    for c in df.columns:  # the input's other numeric columns, kept per point
+        if c not in CSV_COLUMNS and c not in RESERVED_POINT_COLUMNS and c not in table and \
+                not c.startswith("Unnamed:"):  # a written-out pandas index
+            extra = pd.to_numeric(df[c], errors="coerce")
+            if extra.notna().all():
+                table[c] = extra.to_numpy(np.float64)
     try:
         return Trajectories.from_dataframe(table, fill_gaps=fill_gaps)
     except ValueError as exc:  # FrameGapError: the trajectory and the frame
