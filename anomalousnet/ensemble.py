@@ -45,6 +45,15 @@ def fov_ensemble(segments: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {c: np.array(v, dtype=dtypes.get(c, np.float64)) for c, v in rows.items()}
 
 
+def ensemble_of(segments: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """:func:`fov_ensemble` of the segments marked ``in_ensemble`` (all when there is no such
+    column): fallback and too-short trajectories stay in the tables but not in the ensemble."""
+    if "in_ensemble" not in segments:
+        return fov_ensemble(segments)
+    keep = np.asarray(segments["in_ensemble"], bool)
+    return fov_ensemble({c: np.asarray(segments[c])[keep] for c in ("start", "end", "alpha", "K", "state")})
+
+
 def andi_matrix(ensemble: Mapping[str, np.ndarray]) -> np.ndarray:
     """The (5, n_states) matrix of AnDi-2's ``ensemble_labels.txt`` (mean alpha, variance
     alpha, mean K, variance K, weight), as ``andi_datasets.utils_challenge`` reads it."""

@@ -95,8 +95,9 @@ def fill_gaps_option(func):
 @click.option("--separation", type=float, help="Tracking (videos): smallest distance between spots, px [3 PSF sigmas].")
 @click.option("--memory", type=click.IntRange(min=0), default=TrackOptions.memory, show_default=True,
               help="Tracking (videos): frames a particle may vanish and still be linked.")
-@click.option("--min-length", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Tracking (videos): drop trajectories shorter than this, frames.")
+@click.option("--min-length", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Trajectories shorter than this (frames), from any input, stay in the store and tables, "
+                   "flagged, but out of the ensembles (fallback ones, under 3 points, always are).")
 @fill_gaps_option
 @click.option("--columns", "csv_columns", metavar="particle=COL,frame=COL,x=COL,y=COL",
               help="CSV inputs: the columns holding particle, frame, x and y, when not named so (trackpy's "
@@ -127,7 +128,7 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
         nan = float("nan")
         track = TrackOptions(diameter=diameter, minmass=minmass, search_range=search_range, separation=separation,
                              memory=memory,
-                             min_length=min_length, pixel_size_um=pixel_size or nan,
+                             pixel_size_um=pixel_size or nan,
                              frame_interval_s=frame_interval or nan)
         seg = SegmentOptions(penalty=penalty, width=width, min_dwell=min_dwell, noise=noise, state_prior=state_prior)
     except ValueError as exc:
@@ -141,7 +142,7 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
     options = pipeline.InferOptions(model=model, batch_size=batch_size, pixel_size_um=pixel_size,
                                     frame_interval_s=frame_interval, segment=seg, report=report, workers=workers,
                                     scheduler_file=scheduler_file, track_options=track, fill_gaps=fill_gaps,
-                                    csv_columns=columns)
+                                    csv_columns=columns, min_length=min_length)
     try:
         summary = pipeline.run_infer(list(inputs), out_dir, options)
     except BundleError as exc:

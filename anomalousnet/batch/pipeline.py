@@ -45,7 +45,7 @@ from anomalousnet.core.names import REQUIRED_PRED_COLUMNS, STATE_PROB_COLUMNS
 from anomalousnet.core.trajectories import Trajectories
 from anomalousnet.io import store as st
 from anomalousnet.io.andi_files import TrajectoryFileError, read_andi_csv
-from anomalousnet.segments.segmentation import SegmentOptions, segment_trajectories, with_frames
+from anomalousnet.segments.segmentation import SegmentOptions, segment_trajectories, with_frames, with_quality
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,8 @@ class InferOptions:
     track_options: anomalousnet.tracking.video_tracking.TrackOptions for video inputs (None: its defaults).
     fill_gaps: CSV inputs whose trajectories skip frames (trackpy's ``link`` with ``memory``)
         are filled by interpolation and flagged (``interpolated``) instead of refused.
+    min_length: trajectories shorter than this (frames), and fallback ones, are kept in the
+        store and tables (flagged) but left out of the ensembles.
     csv_columns: CSV inputs' column names for particle (traj_idx), frame, x, y, when neither
         those nor trackpy's or TrackMate's (see anomalousnet.io.andi_files.CSV_ALIASES).
     """
@@ -82,6 +84,7 @@ class InferOptions:
     track_options: object | None = None
     fill_gaps: bool = False
     csv_columns: dict | None = None
+    min_length: int = 10
     progress: bool = True
 
 
@@ -177,7 +180,9 @@ def analyse_fov(traj: Trajectories, bundle, options: InferOptions, client=None, 
     timer("predict", time.perf_counter() - t)
     t = time.perf_counter()
     segments = segment_trajectories(with_predictions(traj, preds), options.segment, client=client, progress=False)
-    segments, ensemble = with_frames(segments, traj), ens.fov_ensemble(segments)
+    flagged = Trajectories(traj.offsets, traj.points, {**traj.tracks, "fallback": np.asarray(preds["fallback"], bool)})
+    segments = with_quality(with_frames(segments, traj), flagged, options.min_length)
+    ensemble = ens.ensemble_of(segments)
     timer("segment", time.perf_counter() - t)
     return preds, segments, ensemble
 
@@ -186,7 +191,7 @@ def config_key(bundle, options: InferOptions) -> str:
     """What a results shard depends on besides its input; a kept shard must match it."""
     return json.dumps({"model_sha256": bundle.sha256, "segment": dataclasses.asdict(options.segment),
                        "pixel_size_um": options.pixel_size_um, "frame_interval_s": options.frame_interval_s,
-                       "fill_gaps": options.fill_gaps, **({"csv_columns": options.csv_columns}
+                       "fill_gaps": options.fill_gaps, "min_length": options.min_length, **({"csv_columns": options.csv_columns}
                                                           if options.csv_columns else {})}, sort_keys=True)
 
 
@@ -359,9 +364,10 @@ def segment_store(store_dir: os.PathLike | str, options: SegmentOptions = Segmen
             if missing:
                 raise st.StoreError(path, f"no predictions ({', '.join(missing)} missing): run `infer` first")
             segments = segment_trajectories(shard.trajectories, options, client=client)
-            segments = with_frames(segments, shard.trajectories)
-            tables = {**shard.tables, "segments": segments, "ensemble": ens.fov_ensemble(segments)}
             attrs = dict(shard.attrs)
+            min_length = json.loads(attrs.get("config") or "{}").get("min_length", 1)  # as `infer` had it
+            segments = with_quality(with_frames(segments, shard.trajectories), shard.trajectories, min_length)
+            tables = {**shard.tables, "segments": segments, "ensemble": ens.ensemble_of(segments)}
             params = json.loads(attrs.get("parameters") or "{}")
             params["segment"] = dataclasses.asdict(options)
             attrs["parameters"] = json.dumps(params, sort_keys=True, default=str)

@@ -14,6 +14,8 @@ from anomalousnet.io.andi_files import EnsembleLabel, write_ensemble
 from anomalousnet.io.atomic import atomic_path
 
 ENSEMBLE_DIR = "ensemble"
+# per segment, how far to trust it (anomalousnet.segments.segmentation.with_quality)
+QUALITY_COLUMNS = ("track_length", "fallback", "filled_share", "in_ensemble")
 # ensemble.csv's columns in physical units (with --pixel-size and --frame-interval) -> from
 PHYSICAL_ENSEMBLE = {"K_mean_um2_per_s_alpha": "K_mean", "K_var_um4_per_s2alpha": "K_var"}
 
@@ -31,7 +33,8 @@ def write_tables(shards: Iterable[Path], out_dir: Path, pixel_size_um: float | N
     physical = pixel_size_um is not None and frame_interval_s is not None
     with atomic_path(seg_path) as seg_tmp, atomic_path(ens_path) as ens_tmp, \
             open(seg_tmp, "w", newline="") as seg_file, open(ens_tmp, "w", newline="") as ens_file:
-        seg_file.write(",".join(seg_columns + (["K_um2_per_s_alpha"] if physical else [])) + "\n")
+        seg_file.write(",".join(seg_columns + list(QUALITY_COLUMNS) + (["K_um2_per_s_alpha"] if physical else []))
+                       + "\n")
         ens_file.write(",".join(["source", "fov", *ens.ENSEMBLE_COLUMNS, "state_name"]
                                 + (list(PHYSICAL_ENSEMBLE) if physical else [])) + "\n")
         for path in shards:
@@ -44,6 +47,8 @@ def write_tables(shards: Iterable[Path], out_dir: Path, pixel_size_um: float | N
                 continue
             df = pd.DataFrame({"source": source, "fov": path.stem, **{c: seg[c] for c in seg_columns[2:-1]}})
             df["state_name"] = state_names(df["state"])
+            for c in QUALITY_COLUMNS:  # results of an earlier version lack them: left empty
+                df[c] = seg[c] if c in seg else None
             if physical:
                 df["K_um2_per_s_alpha"] = physical_K(df["K"].to_numpy(), df["alpha"].to_numpy(), pixel_size_um,
                                                      frame_interval_s)
@@ -53,8 +58,7 @@ def write_tables(shards: Iterable[Path], out_dir: Path, pixel_size_um: float | N
                 rows = pd.DataFrame({"source": source, "fov": path.stem, **{c: e[c] for c in ens.ENSEMBLE_COLUMNS}})
                 rows["state_name"] = state_names(rows["state"])
                 if physical:  # K's unit factor depends on each segment's alpha: averaged from the segments
-                    e_phys = ens.fov_ensemble({**{c: seg[c] for c in ("start", "end", "alpha", "state")},
-                                               "K": df["K_um2_per_s_alpha"].to_numpy()})
+                    e_phys = ens.ensemble_of({**seg, "K": df["K_um2_per_s_alpha"].to_numpy()})
                     for column, source_column in PHYSICAL_ENSEMBLE.items():
                         rows[column] = rows["state"].map(dict(zip(e_phys["state"].tolist(), e_phys[source_column])))
                 rows.to_csv(ens_file, header=False, index=False)

@@ -365,3 +365,26 @@ def with_frames(segments: Mapping[str, np.ndarray], traj: Trajectories) -> dict[
     out["frame_start"] = np.array([first[p] for p in segments["particle"].tolist()], dtype=np.int64) + \
         segments["start"]
     return out
+
+
+def with_quality(segments: Mapping[str, np.ndarray], traj: Trajectories, min_length: int = 1
+                 ) -> dict[str, np.ndarray]:
+    """The segments table with what a reader needs to judge each row (per segment):
+    ``track_length`` (frames of its trajectory), ``fallback`` (too short for the networks:
+    alpha 1, free, K from the steps; ``traj.tracks["fallback"]``), ``filled_share`` (share of
+    its frames tracking filled in, ``interpolated``) and ``in_ensemble`` (counted in the
+    ensembles: not a fallback and a trajectory of at least ``min_length`` frames)."""
+    particle = np.asarray(segments["particle"])
+    track_of = {p: i for i, p in enumerate(traj.tracks["particle"].tolist())}
+    rows = np.array([track_of[p] for p in particle.tolist()], dtype=np.int64)
+    length = np.asarray(traj.lengths)[rows] if len(rows) else np.zeros(0, np.int64)
+    fallback = np.asarray(traj.tracks.get("fallback", np.zeros(traj.n_tracks, bool)), bool)[rows] \
+        if len(rows) else np.zeros(0, bool)
+    filled_share = np.zeros(len(particle), np.float32)
+    if "interpolated" in traj.points and len(rows):
+        filled = np.r_[0, np.cumsum(np.asarray(traj.points["interpolated"], np.int64))]
+        a = traj.offsets[rows] + np.asarray(segments["start"])
+        b = traj.offsets[rows] + np.asarray(segments["end"])
+        filled_share = ((filled[b] - filled[a]) / np.maximum(b - a, 1)).astype(np.float32)
+    return {**segments, "track_length": length.astype(np.int64), "fallback": fallback,
+            "filled_share": filled_share, "in_ensemble": ~fallback & (length >= min_length)}
