@@ -285,7 +285,8 @@ def score_variants(per_model: dict, method) -> dict[str, dict[str, dict]]:
 VARIANTS = ("true", "tracked", "true_ids", "true_pos", "true_dets")
 
 
-def andi_accuracy(datasets: list[str], options=None, score: bool = True, store: str | None = None) -> dict:
+def andi_accuracy(datasets: list[str], options=None, score: bool = True, store: str | None = None,
+                  model: str = "default") -> dict:
     """Error budget of tracking on AnDi-2 track-1 videos, per diffusion model (the experiment's):
     localisation (RMSE against the noise-free positions, by spot brightness; recall), identity
     (VIPs followed over >= 90 % of their frames, switches, pieces, absent/wrong frames),
@@ -381,7 +382,7 @@ def andi_accuracy(datasets: list[str], options=None, score: bool = True, store: 
     if score:
         from anomalousnet.andi.methods import model_method
 
-        scores = score_variants(per_model, model_method("default"))
+        scores = score_variants(per_model, model_method(model))
         lines = []
         for model, by_variant in list(scores.items()) + [("all", None)]:
             for variant in VARIANTS:
@@ -392,7 +393,7 @@ def andi_accuracy(datasets: list[str], options=None, score: bool = True, store: 
                 lines.append(dict(model=model, variant=variant, **vals))
         sc = pd.DataFrame(lines).set_index(["model", "variant"])
         with pd.option_context("display.width", 200, "display.precision", 3):
-            print("\nOfficial metrics of the default model on the VIPs (true: noisy true trajectories; tracked: the tagged "
+            print(f"\nOfficial metrics of the model ({model}) on the VIPs (true: noisy true trajectories; tracked: the tagged "
                   "tracks; true_ids: tracked positions, perfect linking; true_pos: tracked identities, perfect "
                   "localisation; true_dets: perfect detections (noisy true positions of every particle) linked by the "
                   "same linker; 'all': mean over models)")
@@ -413,6 +414,7 @@ def main() -> None:
     parser.add_argument("--tmp", default="/tmp")
     parser.add_argument("--andi", nargs="*", default=[], metavar="DIR", help="AnDi-2 datasets to score tracking on")
     parser.add_argument("--no-score", action="store_true", help="--andi: budget only, no model scores")
+    parser.add_argument("--model", default="default", help="--andi: the model bundle that scores [default]")
     parser.add_argument("--tracks-store", default=None, metavar="DIR", help="--andi: keep (and reuse) the shards here")
     parser.add_argument("--json", default=None, metavar="FILE", help="--andi: write the budget and scores here")
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
@@ -429,7 +431,8 @@ def main() -> None:
 
             fields = {k: json.loads(v) if v[:1] in "0123456789-[{tfn" else v
                       for k, v in (o.split("=", 1) for o in args.option)}
-            result = andi_accuracy(args.andi, TrackOptions(**fields), score=not args.no_score, store=args.tracks_store)
+            result = andi_accuracy(args.andi, TrackOptions(**fields), score=not args.no_score, store=args.tracks_store,
+                                   model=args.model)
             if args.json:
                 Path(args.json).write_text(json.dumps({"options": fields, **result}, indent=1, default=float))
     finally:
