@@ -286,7 +286,7 @@ VARIANTS = ("true", "tracked", "true_ids", "true_pos", "true_dets")
 
 
 def andi_accuracy(datasets: list[str], options=None, score: bool = True, store: str | None = None,
-                  model: str = "default") -> dict:
+                  bundle: str = "default") -> dict:
     """Error budget of tracking on AnDi-2 track-1 videos, per diffusion model (the experiment's):
     localisation (RMSE against the noise-free positions, by spot brightness; recall), identity
     (VIPs followed over >= 90 % of their frames, switches, pieces, absent/wrong frames),
@@ -382,7 +382,7 @@ def andi_accuracy(datasets: list[str], options=None, score: bool = True, store: 
     if score:
         from anomalousnet.andi.methods import model_method
 
-        scores = score_variants(per_model, model_method(model))
+        scores = score_variants(per_model, model_method(bundle))
         lines = []
         for model, by_variant in list(scores.items()) + [("all", None)]:
             for variant in VARIANTS:
@@ -393,7 +393,7 @@ def andi_accuracy(datasets: list[str], options=None, score: bool = True, store: 
                 lines.append(dict(model=model, variant=variant, **vals))
         sc = pd.DataFrame(lines).set_index(["model", "variant"])
         with pd.option_context("display.width", 200, "display.precision", 3):
-            print(f"\nOfficial metrics of the model ({model}) on the VIPs (true: noisy true trajectories; tracked: the tagged "
+            print(f"\nOfficial metrics of the model ({bundle}) on the VIPs (true: noisy true trajectories; tracked: the tagged "
                   "tracks; true_ids: tracked positions, perfect linking; true_pos: tracked identities, perfect "
                   "localisation; true_dets: perfect detections (noisy true positions of every particle) linked by the "
                   "same linker; 'all': mean over models)")
@@ -432,7 +432,7 @@ def main() -> None:
             fields = {k: json.loads(v) if v[:1] in "0123456789-[{tfn" else v
                       for k, v in (o.split("=", 1) for o in args.option)}
             result = andi_accuracy(args.andi, TrackOptions(**fields), score=not args.no_score, store=args.tracks_store,
-                                   model=args.model)
+                                   bundle=args.model)
             if args.json:
                 Path(args.json).write_text(json.dumps({"options": fields, **result}, indent=1, default=float))
     finally:
