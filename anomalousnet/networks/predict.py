@@ -98,9 +98,9 @@ def with_predictions(traj: Trajectories, predictions: dict) -> Trajectories:
 
 def compute_device() -> str:
     """Where the networks run: a GPU the Keras backend sees, else the CPU (for the run's log)."""
-    import keras
+    from anomalousnet.networks.backend import import_keras
 
-    backend = keras.backend.backend()
+    backend = import_keras().backend.backend()
     gpus: list[str] = []
     if backend == "tensorflow":
         import tensorflow as tf

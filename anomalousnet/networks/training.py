@@ -136,6 +136,9 @@ def launched_distributed(environ=os.environ) -> bool:
 
 def init_ranks(distributed: bool | None = None) -> Ranks:
     """Initialise Horovod when launched as one of several ranks; pin one GPU per rank."""
+    from anomalousnet.networks.backend import import_keras
+
+    import_keras()  # TensorFlow without its start-up noise
     import tensorflow as tf
 
     distributed = launched_distributed() if distributed is None else distributed
