@@ -232,7 +232,8 @@ def variant_tracks(tracked, truth, vip: int, particle: int | None) -> dict[str, 
         return out
     mine = tracked[tracked["particle"] == particle].sort_values("frame")
     out["tracked"] = {"frame": mine["frame"].to_numpy(), "x": mine["x"].to_numpy(), "y": mine["y"].to_numpy(),
-                      "interpolated": mine["interpolated"].to_numpy(bool)}
+                      "interpolated": mine["interpolated"].to_numpy(bool),
+                      "merged": mine["merged"].to_numpy(bool) if "merged" in mine else np.zeros(len(mine), bool)}
     if "precision" in mine:
         out["tracked"]["precision"] = mine["precision"].to_numpy(float)
     noisy = truth.set_index(["traj_idx", "frame"])[["xn", "yn"]]
@@ -262,7 +263,8 @@ def score_variants(per_model: dict, method) -> dict[str, dict[str, dict]]:
                 if tr_ is not None and len(tr_["frame"]) >= 2:
                     arrays.append({"frame": np.arange(len(tr_["frame"]), dtype=np.int64), "x": tr_["x"], "y": tr_["y"],
                                    "precision": tr_.get("precision", np.full(len(tr_["x"]), np.nan)),
-                                   "interpolated": tr_.get("interpolated", np.zeros(len(tr_["x"]), bool))})
+                                   "interpolated": tr_.get("interpolated", np.zeros(len(tr_["x"]), bool)),
+                                   "merged": tr_.get("merged", np.zeros(len(tr_["x"]), bool))})
                     ids.append(i)
             labels = {}
             if arrays:

@@ -89,6 +89,20 @@ def test_fill_gaps_interpolates_linearly():
     assert out[out["particle"] == 3]["frame"].tolist() == [0]
 
 
+def test_a_particle_inside_a_merged_spot_takes_its_position_flagged_merged():
+    # particle 1 unseen at frames 1-2; at frame 2 a bright spot (particle 2's, holding both) lies within reach
+    linked = pd.DataFrame({"particle": [1, 1, 2, 2, 2, 2, 3], "frame": [0, 3, 0, 1, 2, 3, 2],
+                           "x": [0.0, 3.0, 9.0, 6.0, 2.4, 9.0, 30.0], "y": [0.0] * 7,
+                           "mass": [100.0, 100.0, 100.0, 100.0, 300.0, 100.0, 100.0]})
+    out = vt.fill_gaps(linked, merge_radius=3.0).set_index(["particle", "frame"])
+    assert out.loc[(1, 1), "x"] == 1.0 and out.loc[(1, 1), "interpolated"] and not out.loc[(1, 1), "merged"]
+    assert out.loc[(1, 2), "x"] == 2.4 and out.loc[(1, 2), "interpolated"] and out.loc[(1, 2), "merged"]
+    from anomalousnet.core.trajectories import Trajectories, measured_points
+
+    traj = Trajectories.from_dataframe(out.reset_index())
+    assert measured_points(traj.points)[:4].tolist() == [True, False, True, True]  # interpolated: not measured
+
+
 def test_estimated_parameters_are_recorded_in_the_shard(tracked):
     _, shard = tracked
     params = json.loads(shard.attrs["parameters"])

@@ -106,6 +106,18 @@ class Trajectories:
         return pd.DataFrame(data)
 
 
+def measured_points(points) -> np.ndarray | None:
+    """Which points hold a measured position (per point, bool), or None when every point
+    does: all but those tracking filled in by interpolation (``interpolated`` and not
+    ``merged``: a merged spot's position was measured, to within the spot's size)."""
+    if "interpolated" not in points:
+        return None
+    measured = ~np.asarray(points["interpolated"], bool)
+    if "merged" in points:
+        measured |= np.asarray(points["merged"], bool)
+    return measured
+
+
 def frame_problem(traj: Trajectories) -> str | None:
     """Why ``traj`` does not have one position per frame with consecutive frames, or None.
 

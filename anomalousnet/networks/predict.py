@@ -10,7 +10,7 @@ import numpy as np
 
 from anomalousnet import features as ft
 from anomalousnet.core.names import FREE, PRED_COLUMNS, STATE_PROB_COLUMNS
-from anomalousnet.core.trajectories import Trajectories
+from anomalousnet.core.trajectories import Trajectories, measured_points
 from anomalousnet.networks.bundle import Bundle
 
 
@@ -49,8 +49,8 @@ def predict(bundle: Bundle, traj: Trajectories, batch_size: int = 1024, targets:
     the networks and get alpha 1, state 2 (free) and K from their mean squared step
     (:func:`anomalousnet.features.fallback_values`). Works for any track length >= 1.
     Tracks longer than the window are predicted in overlapping windows and stitched. Steps
-    touching points flagged ``interpolated`` (filled in by tracking) are missing inputs; those
-    points still get predictions, from the measured steps around them.
+    touching points tracking interpolated (``interpolated`` and not ``merged``) are missing
+    inputs; those points still get predictions, from the measured steps around them.
     """
     cfg = bundle.features
     targets = targets or tuple(t for t in ("alpha", "K", "state") if t in bundle.targets)
@@ -59,8 +59,7 @@ def predict(bundle: Bundle, traj: Trajectories, batch_size: int = 1024, targets:
     offsets = np.asarray(traj.offsets, np.int64)
     lengths = np.diff(offsets)
     fallback = lengths < cfg.min_points
-    observed = ~np.asarray(traj.points["interpolated"], bool) if "interpolated" in traj.points else None
-    windows = ft.make_windows(x, y, offsets, np.flatnonzero(~fallback), cfg, observed)
+    windows = ft.make_windows(x, y, offsets, np.flatnonzero(~fallback), cfg, measured_points(traj.points))
     n = int(offsets[-1])
     out = {}
     for target in targets:

@@ -31,7 +31,7 @@ from typing import Mapping
 import numpy as np
 
 from anomalousnet.core.names import IMMOBILE, N_STATES, REQUIRED_PRED_COLUMNS, STATE_PROB_COLUMNS
-from anomalousnet.core.trajectories import Trajectories
+from anomalousnet.core.trajectories import Trajectories, measured_points
 from anomalousnet.segments.msd import ANDI_NOISE, log_steps, msd_fit
 
 SEGMENT_COLUMNS = ("particle", "start", "end", "alpha", "K", "state")
@@ -290,6 +290,7 @@ def concat_segments(parts: list[Mapping[str, np.ndarray]]) -> dict[str, np.ndarr
 
 def _blocks(traj: Trajectories, tracks_per_block: int) -> list[dict[str, np.ndarray]]:
     blocks = []
+    measured = measured_points(traj.points)
     for first in range(0, traj.n_tracks, tracks_per_block):
         last = min(first + tracks_per_block, traj.n_tracks)
         a, b = traj.offsets[first], traj.offsets[last]
@@ -299,8 +300,8 @@ def _blocks(traj: Trajectories, tracks_per_block: int) -> list[dict[str, np.ndar
         for name in ("x", "y", "precision"):
             if name in traj.points:
                 block[name] = np.asarray(traj.points[name][a:b], np.float64)
-        if "interpolated" in traj.points:
-            block["observed"] = ~np.asarray(traj.points["interpolated"][a:b], bool)
+        if measured is not None:
+            block["observed"] = measured[a:b]
         block["offsets"] = traj.offsets[first:last + 1] - a
         block["particle"] = np.asarray(traj.tracks["particle"][first:last])
         blocks.append(block)

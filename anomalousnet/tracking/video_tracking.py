@@ -161,18 +161,20 @@ def fill_gaps(tracks, merge_radius: float = 0.0, merge_mass_ratio: float = 1.4):
     """One row per frame for every particle; frames it skipped are filled and flagged.
 
     ``tracks`` is trackpy's linked table (particle, frame, x, y, mass, ...); the result has
-    particle, frame, x, y, mass (NaN where filled; ``precision`` too when given) and ``interpolated`` (bool, True where
-    filled). A skipped frame gets the linear interpolation between the particle's detections,
-    except where two particles came closer than the PSF and were seen as one spot: when a
-    spot at least ``merge_mass_ratio`` times as bright as the frame's median lies within
-    ``merge_radius`` px of the interpolated position, the particle was inside it and takes
-    its position (0 disables this).
+    particle, frame, x, y, mass (NaN where filled; ``precision`` too when given), ``interpolated`` (bool, True where
+    filled) and ``merged`` (bool, True where filled from a merged spot). A skipped frame gets the
+    linear interpolation between the particle's detections, except where two particles came
+    closer than the PSF and were seen as one spot: when a spot at least ``merge_mass_ratio``
+    times as bright as the frame's median lies within ``merge_radius`` px of the interpolated
+    position, the particle was inside it and takes its position (0 disables this): a measured
+    position, to within the spot's size, unlike an interpolated one.
     """
     from scipy.spatial import cKDTree
 
     tracks = tracks.sort_values(["particle", "frame"], kind="stable")
     columns = ["particle", "frame", "x", "y", "mass"] + (["precision"] if "precision" in tracks else [])
     filled = fill_frame_gaps(tracks[columns].astype({"mass": float}))
+    filled["merged"] = np.zeros(len(filled), bool)
     if merge_radius > 0 and filled["interpolated"].any():
         gaps = filled.index[filled["interpolated"]]
         spots = tracks.groupby("frame")
@@ -186,6 +188,7 @@ def fill_gaps(tracks, merge_radius: float = 0.0, merge_mass_ratio: float = 1.4):
             d, k = cKDTree(bright[["x", "y"]].to_numpy()).query(rows[["x", "y"]].to_numpy())
             inside = d <= merge_radius
             filled.loc[rows.index[inside], ["x", "y"]] = bright[["x", "y"]].to_numpy()[k[inside]]
+            filled.loc[rows.index[inside], "merged"] = True
     return filled
 
 
@@ -239,7 +242,8 @@ def track_dataframe(path: os.PathLike | str, options: TrackOptions = TrackOption
 
     ``table`` is trackpy-style, sorted by particle then frame: ``particle, frame, x, y``
     (px; x the column, y the row), ``mass`` (NaN where filled), ``interpolated`` (frames the
-    particle was not seen in, filled) and ``vip`` (the AnDi-2 VIP index, -1 for others).
+    particle was not seen in, filled), ``merged`` (those of them it spent inside a merged spot,
+    whose position it took) and ``vip`` (the AnDi-2 VIP index, -1 for others).
     ``info``: the parameters used and which were estimated, the number of frames, the VIP
     marks and those left untagged. ``progress`` shows a bar over the frames.
 
