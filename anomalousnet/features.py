@@ -7,9 +7,9 @@ Per frame ``t`` of a window the input has three channels::
     dx(t) / s,  dy(t) / s,  valid(t)
 
 where ``dx(t) = x(t) - x(t-1)`` (0 at the window's first frame), ``valid`` is 1 where that
-step was measured and 0 on padding and on steps that touch a frame tracking filled in (a
-particle not seen, or inside a merged spot: missing data, not motion; the step and its
-input are zeroed), and ``s`` is the window's **scale**: the root-mean-square step per
+step was measured and 0 on padding and on steps that touch a frame tracking interpolated (a
+particle not seen: missing data, not motion; the step and its input are zeroed; a frame
+spent inside a merged spot keeps that spot's measured position), and ``s`` is the window's **scale**: the root-mean-square step per
 axis over the window's displacements. Because the inputs are divided by ``s`` they are
 identical for a trajectory and the same trajectory with every coordinate multiplied by
 ``c``; the networks predict alpha and the state (scale-free) and ``K / s**2`` (the
@@ -136,8 +136,9 @@ def make_windows(x: np.ndarray, y: np.ndarray, offsets: np.ndarray, tracks: np.n
                  config: FeatureConfig = FeatureConfig(), observed: np.ndarray | None = None) -> Windows:
     """Windows for the trajectories ``tracks`` of a CSR set of positions (``x``, ``y``, ``offsets``).
 
-    ``observed`` (per point, optional): False where tracking filled the position in; steps
-    touching such points are missing inputs (see the module docstring)."""
+    ``observed`` (per point, optional): False where tracking interpolated the position
+    (:func:`anomalousnet.core.trajectories.measured_points`); steps touching such points are
+    missing inputs (see the module docstring)."""
     track_of, start_of, lengths = window_layout(offsets, tracks, config)
     t = np.arange(config.length)
     inside = t[None, :] < lengths[:, None]

@@ -10,8 +10,8 @@ signal, change points (:class:`~anomalousnet.segments.detector.WindowL2`), per-s
   one-hot: any switch of state is then a jump of 1), and, when the positions are given,
   ``step_weight`` x log10 of the squared step (the networks see a window of frames and blur
   a change over a few of them; the raw steps place it, at the price of noise). A step that
-  touches a frame tracking filled in is missing: it takes the nearest measured step's value
-  (an interpolated run of equal small steps would look like a slow segment).
+  touches a frame tracking interpolated is missing: it takes the nearest measured step's
+  value (an interpolated run of equal small steps would look like a slow segment).
 * **Segment values**: alpha and K, the medians of the networks' values, refined on
   segments long enough by a time-averaged MSD fit of the positions (K from the fit; alpha
   blended, the fit's share growing with the segment's length); state, the argmax of the
