@@ -189,10 +189,12 @@ def analyse_fov(traj: Trajectories, bundle, options: InferOptions, client=None, 
 
 def config_key(bundle, options: InferOptions) -> str:
     """What a results shard depends on besides its input; a kept shard must match it."""
-    return json.dumps({"model_sha256": bundle.sha256, "segment": dataclasses.asdict(options.segment),
-                       "pixel_size_um": options.pixel_size_um, "frame_interval_s": options.frame_interval_s,
-                       "fill_gaps": options.fill_gaps, "min_length": options.min_length, **({"csv_columns": options.csv_columns}
-                                                          if options.csv_columns else {})}, sort_keys=True)
+    key = {"model_sha256": bundle.sha256, "segment": dataclasses.asdict(options.segment),
+           "pixel_size_um": options.pixel_size_um, "frame_interval_s": options.frame_interval_s,
+           "fill_gaps": options.fill_gaps, "min_length": options.min_length}
+    if options.csv_columns:
+        key["csv_columns"] = options.csv_columns
+    return json.dumps(key, sort_keys=True)
 
 
 def _existing_matches(path: Path, key: str, source: Source) -> bool:
