@@ -64,7 +64,7 @@ class TrajectoryFileError(InputError):
 CSV_ALIASES = {"traj_idx": ("particle", "TRACK_ID"), "frame": ("FRAME",), "x": ("POSITION_X",),
                "y": ("POSITION_Y",)}
 # Point columns the pipeline itself writes: an input column of that name is not kept.
-RESERVED_POINT_COLUMNS = ("interpolated", "vip", "precision")
+RESERVED_POINT_COLUMNS = ("interpolated", "merged", "vip", "precision")
 
 
 def parse_column_map(text: str | None) -> dict[str, str]:
@@ -141,7 +141,7 @@ def read_andi_csv(path: os.PathLike | str, fill_gaps: bool = False, columns: dic
                           "x": values["x"], "y": values["y"]})
     for c in df.columns:  # the input's other numeric columns, kept per point
         if c not in CSV_COLUMNS and c not in RESERVED_POINT_COLUMNS and c not in table and \
-                not c.startswith("Unnamed:"):  # a written-out pandas index
+                not c.startswith(("Unnamed:", "pred_")):  # a written-out pandas index; our predictions
             extra = pd.to_numeric(df[c], errors="coerce")
             if extra.notna().all():
                 table[c] = extra.to_numpy(np.float64)
