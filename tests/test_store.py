@@ -1,4 +1,6 @@
 """HDF5 store schema v1: round trips, atomic shards, resume, and rejection of bad files."""
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -58,7 +60,8 @@ def test_shard_is_written_under_temporary_name_then_renamed(tmp_path, monkeypatc
 
     monkeypatch.setattr(st.os, "replace", spy)
     st.write_shard(tmp_path / "s.h5", ragged(lengths=(4,)))
-    assert seen == [(str(tmp_path / ".s.h5.tmp"), str(tmp_path / "s.h5"))]
+    (src, dst), = seen  # a temporary name of this writer's own (dotted: never read as a shard)
+    assert dst == str(tmp_path / "s.h5") and Path(src).name.startswith(".s.h5.") and src.endswith(".tmp")
 
 
 def test_failed_write_leaves_previous_shard_intact(tmp_path):
@@ -162,3 +165,31 @@ def test_store_error_survives_pickling_across_processes():
 
     err = pickle.loads(pickle.dumps(st.StoreError("/data/a.h5", "schema version 2")))
     assert (err.path, err.problem, str(err)) == ("/data/a.h5", "schema version 2", "/data/a.h5: schema version 2")
+
+
+def _write_many(path, text, n):
+    from anomalousnet.io.atomic import write_text
+
+    for _ in range(n):
+        write_text(path, text)
+
+
+def test_two_writers_of_one_file_never_break_each_other(tmp_path):
+    """Two runs into one output folder used to share a temporary name: one renamed or removed
+    the other's half-written file (FileNotFoundError). Each writer now has its own."""
+    import multiprocessing
+
+    target = tmp_path / "summary.json"
+    texts = ["a" * 100_000, "b" * 100_000]
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_write_many, args=(target, t, 300)) for t in texts]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert target.read_text() in texts  # whole, from one writer
+    assert not list(tmp_path.glob(".*.tmp"))  # nothing left behind
+    (tmp_path / ".summary.json.999999999-dead.tmp").write_text("half")  # a killed writer's leftover
+    _write_many(target, "c", 1)
+    assert not list(tmp_path.glob(".*.tmp")) and target.read_text() == "c"

@@ -242,7 +242,7 @@ def shard_paths(store: os.PathLike | str) -> list[Path]:
 
 def leftover_tmp_paths(store: os.PathLike | str) -> list[Path]:
     """Shards left under their temporary name by an interrupted run (never read; redone on re-run)."""
-    return sorted(Path(store).glob("." + "*" + SHARD_SUFFIX + TMP_SUFFIX))
+    return sorted(Path(store).glob("." + "*" + SHARD_SUFFIX + "*" + TMP_SUFFIX))
 
 
 def needs_writing(path: os.PathLike | str) -> bool:
