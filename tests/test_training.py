@@ -158,7 +158,9 @@ def final_weights(bundle: Path) -> list[np.ndarray]:
     import h5py
 
     arrays = []
-    with h5py.File(bundle / "checkpoints" / "alpha" / "last.weights.h5") as f:
+    from anomalousnet.networks.training import last_weights
+
+    with h5py.File(last_weights(bundle / "checkpoints" / "alpha")) as f:
         f.visititems(lambda name, obj: arrays.append(obj[()]) if isinstance(obj, h5py.Dataset) else None)
     return arrays
 
@@ -192,6 +194,16 @@ def test_resume_after_kill_continues_from_checkpoint(tmp_path, store):
     # (a fresh optimizer, or re-running the killed epoch, would give other weights).
     for a, b in zip(final_weights(tmp_path / "a"), final_weights(tmp_path / "b")):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # A kill while the next epoch's files were being written leaves them half-written: the
+    # committed checkpoint (state.json names its files) still loads and training goes on.
+    ckpt = tmp_path / "b" / "checkpoints" / "alpha"
+    (ckpt / "epoch-0005.weights.h5").write_bytes(b"half")
+    (ckpt / "optimizer-0005.npz").write_bytes(b"half")
+    more = subprocess.run(train_cli("--data", str(store), "--epochs", "5", "--out", str(tmp_path / "b"), "--resume"),
+                          capture_output=True, text=True, env=ENV, timeout=200)
+    assert more.returncode == 0 and "resuming after epoch 4" in more.stderr, more.stderr[-3000:]
+    assert sorted(p.name for p in ckpt.glob("epoch-*")) == ["epoch-0005.weights.h5"]
+    assert json.loads((ckpt / "state.json").read_text())["epoch"] == 5
 
 
 def test_init_fine_tunes_from_a_bundle_and_records_it(tmp_path, store):

@@ -165,16 +165,38 @@ def checkpoint_dir(out: Path, target: str) -> Path:
     return Path(out) / CHECKPOINTS / target
 
 
+def _save_weights(model, path: Path) -> None:
+    """``model.save_weights`` under a temporary name of this writer's own, then renamed."""
+    tmp = path.with_name(f".{path.name[:-len('.weights.h5')]}.{os.getpid()}.weights.h5")  # Keras wants the suffix
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
 def save_checkpoint(ckpt: Path, model, optimizer, state: dict, best: bool) -> None:
-    """Weights, optimizer variables and loop state of the finished epoch (state.json last: the commit)."""
+    """Weights, optimizer variables and loop state of the finished epoch, each file written
+    whole under a temporary name and renamed, the epoch's files under names of their own and
+    state.json, which names them, last: a kill at any moment leaves the previous epoch's
+    checkpoint complete and loadable (the next resume redoes the epoch exactly)."""
     ckpt.mkdir(parents=True, exist_ok=True)
-    model.save_weights(ckpt / "last.weights.h5")
+    tag = f"{int(state['epoch']):04d}"
+    files = {"weights": f"epoch-{tag}.weights.h5", "optimizer": f"optimizer-{tag}.npz"}
+    _save_weights(model, ckpt / files["weights"])
     if best:
-        model.save_weights(ckpt / "best.weights.h5")
+        _save_weights(model, ckpt / "best.weights.h5")
     opt = {f"v{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)}
-    with atomic.atomic_path(ckpt / "optimizer.npz") as tmp, open(tmp, "wb") as f:
+    with atomic.atomic_path(ckpt / files["optimizer"]) as tmp, open(tmp, "wb") as f:
         np.savez(f, **opt)
-    atomic.write_text(ckpt / "state.json", json.dumps(state, indent=1))
+    atomic.write_text(ckpt / "state.json", json.dumps({**state, "files": files}, indent=1))  # the commit
+    for old in [*ckpt.glob("epoch-*.weights.h5"), *ckpt.glob("optimizer-*.npz"), *ckpt.glob(".*.weights.h5")]:
+        if old.name not in files.values():  # earlier epochs, and what a killed run half-wrote
+            old.unlink(missing_ok=True)
+
+
+def last_weights(ckpt: Path) -> Path:
+    """The weights file of the last committed epoch (``last.weights.h5`` in older checkpoints)."""
+    state_path = ckpt / "state.json"
+    files = json.loads(state_path.read_text()).get("files", {}) if state_path.is_file() else {}
+    return ckpt / files.get("weights", "last.weights.h5")
 
 
 def load_checkpoint(ckpt: Path, model, optimizer) -> dict:
@@ -183,11 +205,12 @@ def load_checkpoint(ckpt: Path, model, optimizer) -> dict:
     if not state_path.is_file():
         raise TrainingError(f"{ckpt}: no checkpoint to resume from (state.json missing)")
     state = json.loads(state_path.read_text())
-    model.load_weights(ckpt / "last.weights.h5")
-    with np.load(ckpt / "optimizer.npz") as saved:
+    files = state.pop("files", {"weights": "last.weights.h5", "optimizer": "optimizer.npz"})
+    model.load_weights(ckpt / files["weights"])
+    with np.load(ckpt / files["optimizer"]) as saved:
         values = [saved[k] for k in sorted(saved.files)]
     if len(values) != len(optimizer.variables):
-        raise TrainingError(f"{ckpt}/optimizer.npz: {len(values)} variables, the optimizer has "
+        raise TrainingError(f"{ckpt}/{files['optimizer']}: {len(values)} variables, the optimizer has "
                             f"{len(optimizer.variables)} (checkpoint of another preset?)")
     for var, value in zip(optimizer.variables, values):
         var.assign(value)
@@ -427,7 +450,7 @@ def train_head(shards: list[Path], out: Path, config: TrainConfig, ranks: Ranks,
             break
     if ranks.is_root:
         best = head.ckpt / "best.weights.h5"
-        head.net.load_weights(best if best.exists() else head.ckpt / "last.weights.h5")
+        head.net.load_weights(best if best.exists() else last_weights(head.ckpt))
         head.net.save_weights(Path(out) / f"{config.target}.weights.h5")
     n_train = int(ranks.allreduce([len(head.train)])[0])
     n_val = int(ranks.allreduce([len(head.val)])[0])
