@@ -2,14 +2,49 @@
 # Sourced by the sbatch templates: how to run the suite (inside the Apptainer image when
 # ANOMALOUSNET_SIF names one, else in the current environment) and a Dask cluster inside
 # the allocation for the embarrassingly parallel stages.
-
-if [ -n "${ANOMALOUSNET_SIF:-}" ]; then
-  AN_PREFIX=(apptainer exec --nv "$ANOMALOUSNET_SIF")
-else
-  AN_PREFIX=()
-fi
+#
+# In the image: `apptainer exec --nv --cleanenv --bind DIRS` (`singularity` where apptainer is
+# missing). --cleanenv keeps the host's PYTHONPATH and the like out; the variables the job
+# needs inside (SLURM_*, PMI*/PMIX*/OMPI_*, HOROVOD_*, TF_*, DASK_*, OMP_NUM_THREADS,
+# CUDA_VISIBLE_DEVICES, ANOMALOUSNET_*) are passed on by name. DIRS: the submit folder, the
+# folders the templates name with an_bind (inputs and outputs), and ANOMALOUSNET_BINDS
+# (comma-separated, e.g. /scratch,/project), since folders like /data are not bound by default.
 
 an_log() { echo "[$(date -u +%FT%TZ) ${SLURM_JOB_ID:-local}] $*"; }
+
+AN_BINDS=()
+# Bind the folder of each path or glob pattern (its longest existing parent) into the image.
+an_bind() {
+  local p dir
+  for p in "$@"; do
+    dir=${p%%[*?[]*}  # the part before the first glob character
+    [ "$dir" = "$p" ] || dir=$(dirname "$dir.")
+    while [ -n "$dir" ] && [ ! -d "$dir" ]; do dir=$(dirname "$dir"); done
+    AN_BINDS+=("$(cd "${dir:-.}" && pwd -P)")
+  done
+  an_prefix
+}
+
+# AN_PREFIX: what runs a command of the suite (empty without an image).
+an_prefix() {
+  AN_PREFIX=()
+  [ -n "${ANOMALOUSNET_SIF:-}" ] || return 0
+  local runner binds name
+  runner=$(command -v apptainer || command -v singularity) ||
+    { an_log "ERROR: ANOMALOUSNET_SIF is set but neither apptainer nor singularity is on PATH"; return 1; }
+  binds=("${SLURM_SUBMIT_DIR:-$PWD}" "${AN_BINDS[@]}")
+  IFS=, read -ra extra <<<"${ANOMALOUSNET_BINDS:-}"
+  binds+=("${extra[@]}")
+  for name in $(compgen -e); do
+    case $name in
+      SLURM_*|PMI*|PMIX*|OMPI_*|HOROVOD_*|TF_*|DASK_*|OMP_NUM_THREADS|CUDA_VISIBLE_DEVICES|ANOMALOUSNET_*|MPLBACKEND)
+        export "APPTAINERENV_$name=${!name}" "SINGULARITYENV_$name=${!name}" ;;
+    esac
+  done
+  mapfile -t binds < <(printf '%s\n' "${binds[@]}" | sed '/^$/d' | sort -u)
+  AN_PREFIX=("$runner" exec --nv --cleanenv --bind "$(IFS=,; echo "${binds[*]}")" "$ANOMALOUSNET_SIF")
+}
+an_prefix
 
 # Run a command of the suite's environment (anomalousnet-batch, horovodrun, dask, ...).
 an_run() { "${AN_PREFIX[@]}" "$@"; }

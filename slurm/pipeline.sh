@@ -5,8 +5,12 @@
 #
 #   PIPELINE_STAGES  stages to submit, in order, from: simulate train track infer
 #                    [simulate train infer]
-#   SBATCH_ARGS      extra sbatch options for every stage (e.g. --account=abc --partition=gpu) []
+#   SBATCH_ARGS      extra sbatch options for every stage (e.g. --account=abc) []
+#   SBATCH_ARGS_<STAGE>  extra sbatch options for one stage, after SBATCH_ARGS
+#                    (e.g. SBATCH_ARGS_TRAIN="--partition=gpu --gpus-per-task=1") []
 #
+# A stage whose predecessor fails is removed from the queue (--kill-on-invalid-dep=yes), not
+# left pending for ever. Inputs that match nothing are refused here, before any submission.
 # When `train` is among the stages, `infer` uses the model it writes (INFER_MODEL=$TRAIN_OUT);
 # when `track` is, `infer` reads its trajectory store (INFER_INPUT=$TRACK_OUT).
 # Prints one "stage job-id" line per submitted job.
@@ -24,13 +28,26 @@ if [[ " $stages " == *" track "* ]]; then
   export INFER_INPUT=${INFER_INPUT:-$TRACK_OUT}
 fi
 
+if [[ " $stages " == *" infer "* && " $stages " != *" track "* ]]; then  # track writes infer's input
+  shopt -s nullglob
+  # shellcheck disable=SC2206  # the patterns are expanded here, on purpose
+  matches=(${INFER_INPUT:-data/videos/*.tif})
+  shopt -u nullglob
+  if [ "${#matches[@]}" -eq 0 ]; then
+    echo "INFER_INPUT='${INFER_INPUT:-data/videos/*.tif}' matches no file or folder (from $PWD): nothing submitted" >&2
+    exit 2
+  fi
+fi
+
 previous=""
 for stage in $stages; do
   [ -f "$here/$stage.sbatch" ] || { echo "unknown stage '$stage' (simulate train track infer)" >&2; exit 2; }
   dependency=()
   [ -n "$previous" ] && dependency=(--dependency="afterok:$previous")
-  # shellcheck disable=SC2086  # SBATCH_ARGS is a list of options
-  previous=$(sbatch --parsable "${dependency[@]}" ${SBATCH_ARGS:-} "$here/$stage.sbatch")
+  [ -n "$previous" ] && dependency+=(--kill-on-invalid-dep=yes)
+  stage_args=SBATCH_ARGS_${stage^^}
+  # shellcheck disable=SC2086  # SBATCH_ARGS are lists of options
+  previous=$(sbatch --parsable "${dependency[@]}" ${SBATCH_ARGS:-} ${!stage_args:-} "$here/$stage.sbatch")
   previous=${previous%%;*}
   echo "$stage $previous"
 done

@@ -123,8 +123,9 @@ def test_infer_job_array_two_tasks_write_valid_results(tmp_path):
     assert len(states) == 2, states
     assert_completed(states, tmp_path)
 
-    tasks = sorted((tmp_path / "results").iterdir())
+    tasks = sorted((tmp_path / "results").glob("task-*"))
     assert [t.name for t in tasks] == ["task-0000", "task-0001"]
+    assert (tmp_path / "results" / "manifest.txt").read_text().startswith("# tasks 2 first 0 step 1\n")
     segments = []
     for task in tasks:
         results = [p for p in task.rglob(st.INDEX_NAME)]
@@ -134,3 +135,69 @@ def test_infer_job_array_two_tasks_write_valid_results(tmp_path):
         segments.append(pd.read_csv(task / "segments.csv"))
     sources = [set(s["source"].map(lambda p: Path(p).name)) for s in segments]
     assert sources == [{"trajs_fov_0.csv", "trajs_fov_2.csv"}, {"trajs_fov_1.csv"}]  # round-robin
+
+
+STAND_IN = """#!/usr/bin/env bash
+# apptainer stand-in: records its arguments, then runs the command as `exec --cleanenv` would:
+# with only PATH, HOME and the APPTAINERENV_ variables (prefix removed).
+printf '%s\\n' "$*" >>"$STAND_IN_LOG"
+[ "$1" = exec ] || exit 2
+shift
+while [[ $1 == --* ]]; do [ "$1" = --bind ] && shift; shift; done
+shift  # the image
+vars=(PATH="$PATH" HOME="$HOME")
+for name in $(compgen -e); do
+  [[ $name == APPTAINERENV_* ]] && vars+=("${name#APPTAINERENV_}=${!name}")
+done
+exec env -i "${vars[@]}" "$@"
+"""
+
+
+def test_infer_array_in_the_image_binds_its_paths_and_reruns_a_task_with_its_own_files(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "apptainer").write_text(STAND_IN)
+    (bin_dir / "apptainer").chmod(0o755)
+    inputs = tmp_path / "data"  # not the submit folder: it must be bound to be seen
+    inputs.mkdir()
+    for i in range(7):
+        write_csv(inputs / f"trajs_fov_{i}.csv", seed=i, n_tracks=2, length=30)
+    submit = tmp_path / "submit"
+    submit.mkdir()
+    log = tmp_path / "apptainer.log"
+    env = job_env(submit, INFER_INPUT=f"{inputs}/*.csv", INFER_OUT=tmp_path / "out" / "results",
+                  INFER_MODEL="default", ANOMALOUSNET_SIF=tmp_path / "image.sif", STAND_IN_LOG=log)
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+
+    def submit_array(spec):
+        out = subprocess.run(["sbatch", "--parsable", f"--array={spec}", "--cpus-per-task=1", str(SLURM / "infer.sbatch")],
+                             cwd=submit, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        states = wait_for([out.stdout.strip().split(";")[0]], submit)
+        assert_completed(states, submit)
+
+    submit_array("0-2")
+    results = tmp_path / "out" / "results"
+    sources = {t.name: sorted(set(pd.read_csv(t / "segments.csv")["source"].map(lambda p: Path(p).name)))
+               for t in sorted(results.glob("task-*"))}
+    assert sources == {"task-0000": ["trajs_fov_0.csv", "trajs_fov_3.csv", "trajs_fov_6.csv"],
+                       "task-0001": ["trajs_fov_1.csv", "trajs_fov_4.csv"],
+                       "task-0002": ["trajs_fov_2.csv", "trajs_fov_5.csv"]}  # file i -> task i mod 3
+    calls = log.read_text().splitlines()
+    assert len(calls) == 3 and all(c.startswith("exec --nv --cleanenv --bind ") for c in calls)
+    task_dirs = {str((results / name).resolve()) for name in sources}
+    for call in calls:  # the inputs' folder and the task's own results folder are bound
+        binds = call.split()[4].split(",")
+        assert any(str(inputs.resolve()).startswith(b) for b in binds) and task_dirs & set(binds), binds
+
+    # Re-running task 1 alone (it failed, say) gives it the same files, in the same folder.
+    shutil.rmtree(results / "task-0001")
+    submit_array("1")
+    again = sorted(set(pd.read_csv(results / "task-0001" / "segments.csv")["source"].map(lambda p: Path(p).name)))
+    assert again == sources["task-0001"] and sorted(p.name for p in results.glob("task-*")) == list(sources)
+
+
+def test_a_pattern_that_matches_nothing_is_refused_before_submission(tmp_path):
+    env = job_env(tmp_path, PIPELINE_STAGES="infer", INFER_INPUT=f"{tmp_path}/nothing/*.tif")
+    out = subprocess.run([str(SLURM / "pipeline.sh")], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 2 and "matches no file or folder" in out.stderr and out.stdout == ""
