@@ -7,10 +7,15 @@
 # missing). --cleanenv keeps the host's PYTHONPATH and the like out; the variables the job
 # needs inside (SLURM_*, PMI*/PMIX*/OMPI_*, HOROVOD_*, TF_*, DASK_*, OMP_NUM_THREADS,
 # CUDA_VISIBLE_DEVICES, ANOMALOUSNET_*) are passed on by name. DIRS: the submit folder, the
-# folders the templates name with an_bind (inputs and outputs), and ANOMALOUSNET_BINDS
+# folders the templates name with an_bind (inputs and outputs), ANOMALOUSNET_WORK and ANOMALOUSNET_BINDS
 # (comma-separated, e.g. /scratch,/project), since folders like /data are not bound by default.
 
 an_log() { echo "[$(date -u +%FT%TZ) ${SLURM_JOB_ID:-local}] $*"; }
+
+# Where outputs go unless a stage's variables say otherwise: scratch space, not the checkout.
+AN_WORK=${ANOMALOUSNET_WORK:-${SCRATCH:-${SLURM_SUBMIT_DIR:-$PWD}}/anomalousnet}
+# Logs beside the job's own slurm-*.out, where users look.
+AN_LOG_DIR=${SLURM_SUBMIT_DIR:-$PWD}
 
 AN_BINDS=()
 # Bind the folder of each path or glob pattern (its longest existing parent) into the image.
@@ -32,7 +37,8 @@ an_prefix() {
   local runner binds name
   runner=$(command -v apptainer || command -v singularity) ||
     { an_log "ERROR: ANOMALOUSNET_SIF is set but neither apptainer nor singularity is on PATH"; return 1; }
-  binds=("${SLURM_SUBMIT_DIR:-$PWD}" "${AN_BINDS[@]}")
+  mkdir -p "$AN_WORK"
+  binds=("${SLURM_SUBMIT_DIR:-$PWD}" "$(cd "$AN_WORK" && pwd -P)" "${AN_BINDS[@]}")
   IFS=, read -ra extra <<<"${ANOMALOUSNET_BINDS:-}"
   binds+=("${extra[@]}")
   for name in $(compgen -e); do
@@ -57,14 +63,14 @@ an_start_dask() {
   rm -f "$AN_SCHEDULER_FILE"
   # started directly (not through a function) so that $! is the scheduler itself, stopped on exit
   "${AN_PREFIX[@]}" dask scheduler --scheduler-file "$AN_SCHEDULER_FILE" --no-dashboard --port 0 \
-    >"$dir/.dask-scheduler-${SLURM_JOB_ID:-$$}.log" 2>&1 &
+    >"$AN_LOG_DIR/dask-scheduler-${SLURM_JOB_ID:-$$}.log" 2>&1 &
   AN_DASK_PIDS=($!)
   for _ in $(seq 120); do [ -s "$AN_SCHEDULER_FILE" ] && break; sleep 1; done
   [ -s "$AN_SCHEDULER_FILE" ] || { an_log "Dask scheduler did not start"; return 1; }
   srun --ntasks="${SLURM_NTASKS:-1}" --cpus-per-task="${SLURM_CPUS_PER_TASK:-1}" \
     "${AN_PREFIX[@]}" dask worker --scheduler-file "$AN_SCHEDULER_FILE" --nworkers 1 \
     --nthreads "${SLURM_CPUS_PER_TASK:-1}" --no-dashboard --memory-limit 0 \
-    >"$dir/.dask-workers-${SLURM_JOB_ID:-$$}.log" 2>&1 &
+    >"$AN_LOG_DIR/dask-workers-${SLURM_JOB_ID:-$$}.log" 2>&1 &
   AN_DASK_PIDS+=($!)
   trap 'kill "${AN_DASK_PIDS[@]}" 2>/dev/null; rm -f "$AN_SCHEDULER_FILE"' EXIT
   an_run python -c "

@@ -5,6 +5,7 @@
 #
 #   PIPELINE_STAGES  stages to submit, in order, from: simulate train track infer
 #                    [simulate train infer]
+#   ANOMALOUSNET_WORK  where outputs go unless a stage's variables say  [${SCRATCH:-$PWD}/anomalousnet]
 #   SBATCH_ARGS      extra sbatch options for every stage (e.g. --account=abc) []
 #   SBATCH_ARGS_<STAGE>  extra sbatch options for one stage, after SBATCH_ARGS
 #                    (e.g. SBATCH_ARGS_TRAIN="--partition=gpu --gpus-per-task=1") []
@@ -17,14 +18,16 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export ANOMALOUSNET_SLURM_DIR=$here
+# outputs of every stage (unless its own variables say otherwise): scratch, not the checkout
+export ANOMALOUSNET_WORK=${ANOMALOUSNET_WORK:-${SCRATCH:-$PWD}/anomalousnet}
 stages=${PIPELINE_STAGES:-simulate train infer}
 
 if [[ " $stages " == *" train "* ]]; then
-  export TRAIN_OUT=${TRAIN_OUT:-models/anomalousnet}
+  export TRAIN_OUT=${TRAIN_OUT:-$ANOMALOUSNET_WORK/model}
   export INFER_MODEL=${INFER_MODEL:-$TRAIN_OUT}
 fi
 if [[ " $stages " == *" track "* ]]; then
-  export TRACK_OUT=${TRACK_OUT:-data/tracks}
+  export TRACK_OUT=${TRACK_OUT:-$ANOMALOUSNET_WORK/tracks}
   export INFER_INPUT=${INFER_INPUT:-$TRACK_OUT}
 fi
 

@@ -63,7 +63,7 @@ def wait_for(job_ids: list[str], workdir: Path, timeout: float = 900) -> dict[st
 def keep_logs(workdir: Path) -> str:
     KEPT_LOGS.mkdir(exist_ok=True)
     text = []
-    for log in sorted(workdir.glob("*.out")) + sorted(workdir.glob("**/.dask-*.log")):
+    for log in sorted(workdir.glob("*.out")) + sorted(workdir.glob("dask-*.log")):
         shutil.copy(log, KEPT_LOGS / log.name)
         text.append(f"== {log.name}\n{log.read_text()[-3000:]}")
     return "\n".join(text)
@@ -94,7 +94,9 @@ def test_pipeline_simulate_then_train_with_two_horovod_ranks(tmp_path):
     index = st.validate_store(tmp_path / "train")
     assert index.kind == "training" and int(index.n_tracks.sum()) == 96 and len(index.shard_names) == 4
     meta = json.loads((tmp_path / "model" / "model.json").read_text())
-    train_log = (tmp_path / f"anomalousnet-train-{jobs['train']}.out").read_text()
+    train_log = (tmp_path / f"slurm-anomalousnet-train-{jobs['train']}.out").read_text()
+    assert (tmp_path / f"dask-scheduler-{jobs['simulate']}.log").is_file()  # beside the job's log
+    assert not (tmp_path / "anomalousnet").exists()  # every output where the variables said
     assert "horovodrun --gloo -np 2" in train_log
     assert meta["heads"]["alpha"]["training"]["ranks"] == 2
     assert (tmp_path / "model" / "alpha.weights.h5").is_file()
