@@ -211,3 +211,27 @@ def segment(inputs, out_dir, pixel_size, frame_interval, penalty, width, min_dwe
         click.echo(f"segmented {len(paths)} shard(s) of {store_dir}")
     if failed:
         sys.exit(1)
+
+
+@click.command(short_help="Merge the results folders of an infer job array into one set of tables.")
+@click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for the merged segments.csv, ensemble.csv and summary.json.")
+def merge(folders, out_dir):
+    """Merge the results folders of an infer job array into one set of tables.
+
+    Concatenates the folders' segments.csv and ensemble.csv in the order given and writes one
+    summary.json (their written, kept and failed inputs). Exit 1, writing nothing, when a
+    folder lacks a table or its columns differ.
+
+    \b
+    anomalousnet-batch merge results/task-* --out results
+    """
+    from anomalousnet.batch.merge import MergeError, merge_results
+
+    try:
+        written = merge_results(sorted(folders), out_dir)
+    except MergeError as exc:
+        raise click.ClickException(str(exc)) from None
+    for name, path in written.items():
+        click.echo(f"{name}: {path}")

@@ -14,6 +14,8 @@
 # left pending for ever. Inputs that match nothing are refused here, before any submission.
 # When `train` is among the stages, `infer` uses the model it writes (INFER_MODEL=$TRAIN_OUT);
 # when `track` is, `infer` reads its trajectory store (INFER_INPUT=$TRACK_OUT).
+# After `infer` (a job array), a `merge` job writes one segments.csv, ensemble.csv and
+# summary.json for the whole run into INFER_OUT (SBATCH_ARGS_MERGE for its options).
 # Prints one "stage job-id" line per submitted job.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -53,4 +55,10 @@ for stage in $stages; do
   previous=$(sbatch --parsable "${dependency[@]}" ${SBATCH_ARGS:-} ${!stage_args:-} "$here/$stage.sbatch")
   previous=${previous%%;*}
   echo "$stage $previous"
+  if [ "$stage" = infer ]; then  # one set of tables for the whole array, once every task succeeded
+    # shellcheck disable=SC2086
+    merge=$(sbatch --parsable --dependency="afterok:$previous" --kill-on-invalid-dep=yes ${SBATCH_ARGS:-} \
+      ${SBATCH_ARGS_MERGE:-} "$here/merge.sbatch")
+    echo "merge ${merge%%;*}"
+  fi
 done

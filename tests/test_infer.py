@@ -210,6 +210,23 @@ def test_short_and_fallback_tracks_are_flagged_and_kept_out_of_the_ensemble(tmp_
     assert pd.read_csv(tmp_path / "all" / "ensemble.csv")["n_frames"].sum() == 123  # asked: short ones too
 
 
+def test_merge_refuses_a_folder_without_tables_or_with_other_columns_and_writes_nothing(tmp_path):
+    from anomalousnet.batch.merge import MergeError, merge_results
+
+    for name, header in (("a", "x,y\n1,2\n"), ("b", "x,y\n3,4\n"), ("c", "x,z\n5,6\n")):
+        (tmp_path / name).mkdir()
+        for table in ("segments.csv", "ensemble.csv"):
+            (tmp_path / name / table).write_text(header)
+    (tmp_path / "d").mkdir()
+    with pytest.raises(MergeError, match=r"c/segments\.csv: columns differ"):
+        merge_results([tmp_path / "a", tmp_path / "c"], tmp_path / "out")
+    with pytest.raises(MergeError, match=r"d/segments\.csv: missing"):
+        merge_results([tmp_path / "a", tmp_path / "d"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    merge_results([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+    assert (tmp_path / "out" / "segments.csv").read_text() == "x,y\n1,2\n3,4\n"
+
+
 def test_figures_never_outlive_the_segments_they_show(tmp_path):
     csv_fov(tmp_path / "trajs_fov_0.csv", 6, seed=5)
     out = tmp_path / "results"

@@ -198,6 +198,16 @@ def test_infer_array_in_the_image_binds_its_paths_and_reruns_a_task_with_its_own
     again = sorted(set(pd.read_csv(results / "task-0001" / "segments.csv")["source"].map(lambda p: Path(p).name)))
     assert again == sources["task-0001"] and sorted(p.name for p in results.glob("task-*")) == list(sources)
 
+    # The merge job: one segments.csv (the tasks' in task order), ensemble.csv and summary.json.
+    merge = subprocess.run(["sbatch", "--parsable", str(SLURM / "merge.sbatch")], cwd=submit, env=env,
+                           capture_output=True, text=True)
+    assert merge.returncode == 0, merge.stderr
+    assert_completed(wait_for([merge.stdout.strip().split(";")[0]], submit), submit)
+    parts = [pd.read_csv(results / name / "segments.csv") for name in sources]
+    pd.testing.assert_frame_equal(pd.read_csv(results / "segments.csv"), pd.concat(parts, ignore_index=True))
+    summary = json.loads((results / "summary.json").read_text())
+    assert len(summary["written"]) + len(summary["kept"]) == 7 and not summary["failed"]
+
 
 def test_a_pattern_that_matches_nothing_is_refused_before_submission(tmp_path):
     env = job_env(tmp_path, PIPELINE_STAGES="infer", INFER_INPUT=f"{tmp_path}/nothing/*.tif")
