@@ -213,3 +213,44 @@ def test_a_pattern_that_matches_nothing_is_refused_before_submission(tmp_path):
     env = job_env(tmp_path, PIPELINE_STAGES="infer", INFER_INPUT=f"{tmp_path}/nothing/*.tif")
     out = subprocess.run([str(SLURM / "pipeline.sh")], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 2 and "matches no file or folder" in out.stderr and out.stdout == ""
+
+
+def test_train_job_signalled_requeues_itself_and_ends_with_the_uninterrupted_weights(tmp_path):
+    import h5py
+
+    data = tmp_path / "train"
+    sim = subprocess.run([sys.executable, "-m", "anomalousnet_cli", "simulate", "trajectories", "--out", str(data),
+                          "--n", "64", "--length", "64", "--shard-size", "32", "--seed", "5", "--min-length", "40",
+                          "--no-progress"], env=job_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert sim.returncode == 0, sim.stderr
+
+    def submit(name):
+        env = job_env(tmp_path, TRAIN_DATA=f"{data}/shard-*.h5", TRAIN_OUT=tmp_path / name, TRAIN_TARGET="alpha",
+                      TRAIN_EPOCHS=6, TRAIN_BATCH=8, TRAIN_ARGS="--steps-per-epoch 6 --patience 0 --no-progress --seed 2")
+        out = subprocess.run(["sbatch", "--parsable", "--ntasks=1", "--cpus-per-task=1", "--time=20",
+                              str(SLURM / "train.sbatch")], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    straight = submit("straight")
+    assert_completed(wait_for([straight], tmp_path), tmp_path)
+    job = submit("preempted")
+    state = tmp_path / "preempted" / "checkpoints" / "alpha" / "state.json"
+    deadline = time.monotonic() + 300
+    while not (state.exists() and 1 <= json.loads(state.read_text())["epoch"] < 6) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True)  # what --signal=B:USR1@300 sends
+    assert_completed(wait_for([job], tmp_path), tmp_path)
+    info = subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True, text=True).stdout
+    assert "Restarts=1" in info, info  # it requeued itself once, then finished
+    log = (tmp_path / f"slurm-anomalousnet-train-{job}.out").read_text()
+    assert "requeueing" in log and "resuming after epoch" in log
+
+    def weights(name):
+        with h5py.File(tmp_path / name / "alpha.weights.h5") as f:
+            arrays = []
+            f.visititems(lambda _, obj: arrays.append(obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        return arrays
+
+    for a, b in zip(weights("straight"), weights("preempted")):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
