@@ -6,9 +6,10 @@
 # In the image: `apptainer exec --nv --cleanenv --bind DIRS` (`singularity` where apptainer is
 # missing). --cleanenv keeps the host's PYTHONPATH and the like out; the variables the job
 # needs inside (SLURM_*, PMI*/PMIX*/OMPI_*, HOROVOD_*, TF_*, DASK_*, OMP_NUM_THREADS,
-# CUDA_VISIBLE_DEVICES, ANOMALOUSNET_*) are passed on by name. DIRS: the submit folder, the
-# folders the templates name with an_bind (inputs and outputs), ANOMALOUSNET_WORK and ANOMALOUSNET_BINDS
-# (comma-separated, e.g. /scratch,/project), since folders like /data are not bound by default.
+# CUDA_VISIBLE_DEVICES, ANOMALOUSNET_*) are passed on by name. DIRS: the submit folder,
+# ANOMALOUSNET_WORK, the folders the templates name with an_bind (inputs and outputs) and
+# ANOMALOUSNET_BINDS (comma-separated, e.g. /scratch,/project): folders like /data are not
+# bound by default.
 
 an_log() { echo "[$(date -u +%FT%TZ) ${SLURM_JOB_ID:-local}] $*"; }
 
@@ -34,7 +35,7 @@ an_bind() {
 an_prefix() {
   AN_PREFIX=()
   [ -n "${ANOMALOUSNET_SIF:-}" ] || return 0
-  local runner binds name
+  local runner binds extra name
   runner=$(command -v apptainer || command -v singularity) ||
     { an_log "ERROR: ANOMALOUSNET_SIF is set but neither apptainer nor singularity is on PATH"; return 1; }
   mkdir -p "$AN_WORK"
