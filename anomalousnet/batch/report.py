@@ -27,15 +27,6 @@ STATE_COLOURS = ("#7f7f7f", "#1f77b4", "#2ca02c", "#d62728")
 N_EXAMPLES = 4
 
 
-def _physical_units(attrs: dict) -> tuple[float, float] | None:
-    scales = [attrs.get("pixel_size_um"), attrs.get("frame_interval_s")]
-    try:
-        scales = [float(v) for v in scales]
-    except (TypeError, ValueError):
-        return None
-    return tuple(scales) if all(np.isfinite(v) and v > 0 for v in scales) else None
-
-
 def _video_panels(shard: st.Shard, ax_first, ax_max) -> str | None:
     """First frame with its detections, and the maximum projection with all trajectories;
     returns a line of tracking parameters, or None when the source is not a readable video."""
@@ -90,7 +81,7 @@ def fov_figure(shard: st.Shard, path: os.PathLike | str, n_examples: int = N_EXA
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from anomalousnet.batch.tables import physical_K
+    from anomalousnet.batch.tables import finite, physical_K
 
     path = Path(path)
     traj, seg = shard.trajectories, shard.tables.get("segments")
@@ -98,10 +89,10 @@ def fov_figure(shard: st.Shard, path: os.PathLike | str, n_examples: int = N_EXA
         raise st.StoreError(shard.path, "no predictions or segments table: not a results shard")
     counted = np.asarray(seg.get("in_ensemble", np.ones(len(seg["start"]), bool)), bool)
     frames = (seg["end"] - seg["start"]).astype(np.float64)
-    units = _physical_units(shard.attrs)
+    units = [finite(shard.attrs.get(k)) for k in ("pixel_size_um", "frame_interval_s")]
     K = np.asarray(seg["K"], np.float64)
     K_label = "K (px^2/frame^alpha)"
-    if units:
+    if all(units):  # both scales known (and not 0)
         K, K_label = physical_K(K, seg["alpha"], *units), "K (um^2/s^alpha)"
     fig = plt.figure(figsize=(13, 12), constrained_layout=True)
     grid = fig.add_gridspec(3, n_examples, height_ratios=[1, 1.3, 0.8])
@@ -123,8 +114,7 @@ def fov_figure(shard: st.Shard, path: os.PathLike | str, n_examples: int = N_EXA
     ax_alpha.set_title(f"{int(counted.sum())} segments in the ensemble" +
                        (f" ({left_out} of fallback or short trajectories left out)" if left_out else ""), fontsize=9)
 
-    video = len(traj.points["x"]) and shard.attrs.get("tracks_path")
-    if video:
+    if shard.attrs.get("tracks_path"):  # tracked from a video
         ax_xy = fig.add_subplot(grid[1, :n_examples // 2])
         tracking = _video_panels(shard, fig.add_subplot(grid[1, n_examples // 2]),
                                  fig.add_subplot(grid[1, n_examples // 2 + 1:]))
