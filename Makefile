@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
+# Every install takes its exact versions from constraints.txt (containers/lock.py writes it),
+# as the image does.
+LOCK := -c constraints.txt
 # Horovod 0.28.1 builds from source against the installed TensorFlow: gloo only, no MPI.
 HOROVOD_ENV := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
 	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1
@@ -13,14 +16,14 @@ env: $(VENV)/.installed
 
 # One environment for the tests and the demo: the `video` extra (the AnDi video generator)
 # is needed by both.
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade "pip>=24" "setuptools>=68,<81" wheel
-	$(PIP) install -e '.[test,video]'
+	$(PIP) install $(LOCK) --upgrade pip setuptools wheel
+	$(PIP) install $(LOCK) -e '.[test,video]'
 	touch $@
 
 $(VENV)/.horovod: $(VENV)/.installed
-	$(HOROVOD_ENV) $(PIP) install --no-build-isolation 'horovod==0.28.1'
+	$(HOROVOD_ENV) $(PIP) install $(LOCK) --no-build-isolation horovod
 	touch $@
 
 # SLURM (single node), munge and shellcheck for the template and container tests (root only).

@@ -21,6 +21,8 @@ COMMANDS = {
                   "one, by the official scorer."),
     "infer": ("anomalousnet_cli.infer_cmd:infer",
               "The main job: track (videos) -> predict -> change points -> ensemble -> write."),
+    "info": ("anomalousnet_cli.info_cmd:info",
+             "What this installation offers: versions, devices, Horovod's build, the built-in model."),
     "merge": ("anomalousnet_cli.infer_cmd:merge",
               "Merge the results folders of an infer job array into one set of tables."),
     "segment": ("anomalousnet_cli.infer_cmd:segment", "Change points alone, on stores that already hold predictions."),

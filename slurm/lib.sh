@@ -38,13 +38,13 @@ an_prefix() {
   local runner binds extra name
   runner=$(command -v apptainer || command -v singularity) ||
     { an_log "ERROR: ANOMALOUSNET_SIF is set but neither apptainer nor singularity is on PATH"; return 1; }
-  mkdir -p "$AN_WORK"
-  binds=("${SLURM_SUBMIT_DIR:-$PWD}" "$(cd "$AN_WORK" && pwd -P)" "${AN_BINDS[@]}")
+  binds=("${SLURM_SUBMIT_DIR:-$PWD}" "${AN_BINDS[@]}")
+  [ ! -d "$AN_WORK" ] || binds+=("$(cd "$AN_WORK" && pwd -P)")
   IFS=, read -ra extra <<<"${ANOMALOUSNET_BINDS:-}"
   binds+=("${extra[@]}")
   for name in $(compgen -e); do
     case $name in
-      SLURM_*|PMI*|PMIX*|OMPI_*|HOROVOD_*|TF_*|DASK_*|OMP_NUM_THREADS|CUDA_VISIBLE_DEVICES|ANOMALOUSNET_*|MPLBACKEND)
+      SLURM_*|PMI*|OMPI_*|HOROVOD_*|TF_*|DASK_*|OMP_NUM_THREADS|CUDA_VISIBLE_DEVICES|ANOMALOUSNET_*|MPLBACKEND)
         export "APPTAINERENV_$name=${!name}" "SINGULARITYENV_$name=${!name}" ;;
     esac
   done
@@ -80,18 +80,4 @@ with distributed.Client(scheduler_file=sys.argv[1]) as c:
     c.wait_for_workers(int(sys.argv[2]), timeout=300)
 " "$AN_SCHEDULER_FILE" "${SLURM_NTASKS:-1}"
   an_log "Dask cluster up: ${SLURM_NTASKS:-1} workers ($AN_SCHEDULER_FILE)"
-}
-
-# host:slots of every node of the allocation (horovodrun's -H), from SLURM's task layout:
-# SLURM_TASKS_PER_NODE is like "2(x3),1" for three nodes with 2 tasks and one with 1.
-an_horovod_hosts() {
-  local part n r i counts=() nodes=() hosts=()
-  IFS=, read -ra parts <<<"${SLURM_TASKS_PER_NODE:-}"
-  for part in "${parts[@]}"; do
-    if [[ $part =~ ^([0-9]+)\(x([0-9]+)\)$ ]]; then n=${BASH_REMATCH[1]}; r=${BASH_REMATCH[2]}; else n=$part; r=1; fi
-    for ((i = 0; i < r; i++)); do counts+=("$n"); done
-  done
-  mapfile -t nodes < <(scontrol show hostnames "${SLURM_JOB_NODELIST:-}" 2>/dev/null)
-  for i in "${!nodes[@]}"; do hosts+=("${nodes[$i]}:${counts[$i]:-1}"); done
-  (IFS=,; echo "${hosts[*]}")
 }

@@ -4,6 +4,7 @@ the allocation) and train.sbatch (2 Horovod ranks over gloo); infer.sbatch runs 
 2-task job array. Outputs are checked with the store validator."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -81,6 +82,7 @@ def test_pipeline_simulate_then_train_with_two_horovod_ranks(tmp_path):
                   TRAIN_DATA=f"{tmp_path}/train/shard-*.h5", TRAIN_OUT=tmp_path / "model", TRAIN_TARGET="alpha",
                   TRAIN_PRESET="cpu", TRAIN_EPOCHS=1, TRAIN_BATCH=8,
                   TRAIN_ARGS="--steps-per-epoch 3 --patience 0 --no-progress")
+    log = image_env(tmp_path, env)  # in the "image": every path each stage uses must be bound
     out = subprocess.run([str(SLURM / "pipeline.sh")], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     jobs = dict(line.split() for line in out.stdout.splitlines())
@@ -100,6 +102,46 @@ def test_pipeline_simulate_then_train_with_two_horovod_ranks(tmp_path):
     assert "horovodrun --gloo -np 2" in train_log
     assert meta["heads"]["alpha"]["training"]["ranks"] == 2
     assert (tmp_path / "model" / "alpha.weights.h5").is_file()
+    commands = [" ".join(call[6:8]) for call in image_calls(log)]
+    assert commands.count("dask worker") == 2 and commands.count("horovodrun --gloo") == 1
+    assert "dask scheduler" in commands and "anomalousnet-batch -v" in commands
+
+
+def test_track_job_in_the_image_binds_videos_and_store(tmp_path):
+    from anomalousnet.simulation.synthetic_video import SyntheticVideo
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for seed in range(2):
+        SyntheticVideo(n_frames=30, shape=(64, 64), n_particles=6, D=0.3, sigma_px=1.2, seed=seed).write(
+            videos / f"movie_{seed}.tif")
+    submit = tmp_path / "submit"
+    submit.mkdir()
+    env = job_env(submit, TRACK_INPUT=f"{videos}/*.tif", TRACK_OUT=tmp_path / "scratch" / "tracks",
+                  TRACK_ARGS="--no-progress")
+    log = image_env(tmp_path, env)
+    out = subprocess.run(["sbatch", "--parsable", "--ntasks=2", "--cpus-per-task=1", str(SLURM / "track.sbatch")],
+                         cwd=submit, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert_completed(wait_for([out.stdout.strip()], submit), submit)
+    index = st.validate_store(tmp_path / "scratch" / "tracks")
+    assert index.kind == "trajectories" and len(index.shard_names) == 2 and int(index.n_tracks.sum()) >= 6
+    calls = image_calls(log)
+    track = [c for c in calls if c[6:9] == ["anomalousnet-batch", "-v", "track"]]
+    assert len(track) == 1 and track[0][track[0].index("--input") + 1] == f"{videos}/*.tif"
+    assert [" ".join(c[6:8]) for c in calls].count("dask worker") == 2
+
+
+def test_train_with_mpi_launch_refuses_a_horovod_built_without_mpi(tmp_path):
+    env = job_env(tmp_path, HOROVOD_LAUNCH="mpi", TRAIN_DATA=f"{tmp_path}/train/shard-*.h5",
+                  TRAIN_OUT=tmp_path / "model")
+    out = subprocess.run(["sbatch", "--parsable", "--ntasks=2", "--cpus-per-task=1", "--time=20",
+                          str(SLURM / "train.sbatch")], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    job = out.stdout.strip()
+    assert wait_for([job], tmp_path) == {job: "FAILED 2:0"}
+    log = (tmp_path / f"slurm-anomalousnet-train-{job}.out").read_text()
+    assert "needs Horovod built with MPI" in log and not (tmp_path / "model").exists()
 
 
 def write_csv(path: Path, seed: int, n_tracks: int = 6, length: int = 60) -> None:
@@ -140,9 +182,9 @@ def test_infer_job_array_two_tasks_write_valid_results(tmp_path):
 
 
 STAND_IN = """#!/usr/bin/env bash
-# apptainer stand-in: records its arguments, then runs the command as `exec --cleanenv` would:
-# with only PATH, HOME and the APPTAINERENV_ variables (prefix removed).
-printf '%s\\n' "$*" >>"$STAND_IN_LOG"
+# apptainer stand-in: records its arguments (one file per call, NUL-separated), then runs the
+# command as `exec --cleanenv` would: with only PATH, HOME and the APPTAINERENV_ variables.
+printf '%s\\0' "$@" >"$STAND_IN_LOG/call-$(date +%s%N)-$$"
 [ "$1" = exec ] || exit 2
 shift
 while [[ $1 == --* ]]; do [ "$1" = --bind ] && shift; shift; done
@@ -155,58 +197,89 @@ exec env -i "${vars[@]}" "$@"
 """
 
 
-def test_infer_array_in_the_image_binds_its_paths_and_reruns_a_task_with_its_own_files(tmp_path):
-    bin_dir = tmp_path / "bin"
+def image_env(tmp_path: Path, env: dict) -> Path:
+    """Run the templates in an "image": ANOMALOUSNET_SIF set, the apptainer stand-in first on
+    PATH. Returns the folder its calls are recorded in."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "apptainer-calls"
     bin_dir.mkdir()
+    log.mkdir()
     (bin_dir / "apptainer").write_text(STAND_IN)
     (bin_dir / "apptainer").chmod(0o755)
+    env.update(ANOMALOUSNET_SIF=str(tmp_path / "image.sif"), STAND_IN_LOG=str(log), PATH=f"{bin_dir}:{env['PATH']}")
+    return log
+
+
+def image_calls(log: Path) -> list[list[str]]:
+    """Every recorded `apptainer ...` call, in order, checked: `exec --nv --cleanenv --bind
+    DIRS IMAGE COMMAND...` where every absolute path of COMMAND (a glob pattern up to its first
+    wildcard) lies in a bound folder, as it must to be seen inside the image."""
+    calls = [f.read_text().split("\0")[:-1] for f in sorted(log.iterdir())]
+    for argv in calls:
+        assert argv[:4] == ["exec", "--nv", "--cleanenv", "--bind"], argv
+        binds = [Path(b) for b in argv[4].split(",")]
+        for arg in argv[6:]:
+            if arg.startswith("/"):
+                path = Path(re.split(r"[*?[]", arg)[0]).resolve()
+                assert any(path == b or b in path.parents for b in binds), f"{arg} is not bound in {argv}"
+    return calls
+
+
+def test_infer_pipeline_in_the_image_binds_its_paths_reruns_a_task_with_its_own_files_and_merges(tmp_path):
     inputs = tmp_path / "data"  # not the submit folder: it must be bound to be seen
     inputs.mkdir()
     for i in range(7):
         write_csv(inputs / f"trajs_fov_{i}.csv", seed=i, n_tracks=2, length=30)
     submit = tmp_path / "submit"
     submit.mkdir()
-    log = tmp_path / "apptainer.log"
     env = job_env(submit, INFER_INPUT=f"{inputs}/*.csv", INFER_OUT=tmp_path / "out" / "results",
-                  INFER_MODEL="default", ANOMALOUSNET_SIF=tmp_path / "image.sif", STAND_IN_LOG=log)
-    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+                  INFER_MODEL="default")
+    log = image_env(tmp_path, env)
 
-    def submit_array(spec):
-        out = subprocess.run(["sbatch", "--parsable", f"--array={spec}", "--cpus-per-task=1", str(SLURM / "infer.sbatch")],
-                             cwd=submit, env=env, capture_output=True, text=True)
-        assert out.returncode == 0, out.stderr
-        states = wait_for([out.stdout.strip().split(";")[0]], submit)
-        assert_completed(states, submit)
-
-    submit_array("0-2")
+    # README step 3: pipeline.sh submits the array, then the merge job afterok on it
+    env.update(PIPELINE_STAGES="infer", SBATCH_ARGS_INFER="--array=0-2 --cpus-per-task=1")
+    out = subprocess.run([str(SLURM / "pipeline.sh")], cwd=submit, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    jobs = dict(line.split() for line in out.stdout.splitlines())
+    assert list(jobs) == ["infer", "merge"]
+    assert_completed(wait_for(list(jobs.values()), submit), submit)
     results = tmp_path / "out" / "results"
     sources = {t.name: sorted(set(pd.read_csv(t / "segments.csv")["source"].map(lambda p: Path(p).name)))
                for t in sorted(results.glob("task-*"))}
     assert sources == {"task-0000": ["trajs_fov_0.csv", "trajs_fov_3.csv", "trajs_fov_6.csv"],
                        "task-0001": ["trajs_fov_1.csv", "trajs_fov_4.csv"],
                        "task-0002": ["trajs_fov_2.csv", "trajs_fov_5.csv"]}  # file i -> task i mod 3
-    calls = log.read_text().splitlines()
-    assert len(calls) == 3 and all(c.startswith("exec --nv --cleanenv --bind ") for c in calls)
+    calls = image_calls(log)  # every path of every call bound, --nv --cleanenv given
+    infer_calls = [c for c in calls if c[6:9] == ["anomalousnet-batch", "-v", "infer"]]
+    assert len(infer_calls) == 3 and [c[6:8] for c in calls].count(["anomalousnet-batch", "merge"]) == 1
     task_dirs = {str((results / name).resolve()) for name in sources}
-    for call in calls:  # the inputs' folder and the task's own results folder are bound
-        binds = call.split()[4].split(",")
-        assert any(str(inputs.resolve()).startswith(b) for b in binds) and task_dirs & set(binds), binds
+    for call in infer_calls:  # the inputs' folder and the task's own results folder are bound
+        binds = call[4].split(",")
+        assert str(inputs.resolve()) in binds and task_dirs & set(binds), binds
 
-    # Re-running task 1 alone (it failed, say) gives it the same files, in the same folder.
+    def merged_equals_the_tasks():
+        parts = [pd.read_csv(results / name / "segments.csv") for name in sources]
+        pd.testing.assert_frame_equal(pd.read_csv(results / "segments.csv"), pd.concat(parts, ignore_index=True))
+        summary = json.loads((results / "summary.json").read_text())
+        assert len(summary["written"]) + len(summary["kept"]) == 7 and not summary["failed"]
+
+    merged_equals_the_tasks()
+
+    def sbatch(*args):
+        out = subprocess.run(["sbatch", "--parsable", "--cpus-per-task=1", *args], cwd=submit, env=env,
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert_completed(wait_for([out.stdout.strip().split(";")[0]], submit), submit)
+
+    # Re-running task 1 alone (it failed, say) gives it the same files, in the same folder;
+    # merging again gives the same tables.
     shutil.rmtree(results / "task-0001")
-    submit_array("1")
+    (results / "segments.csv").unlink()
+    sbatch("--array=1", str(SLURM / "infer.sbatch"))
     again = sorted(set(pd.read_csv(results / "task-0001" / "segments.csv")["source"].map(lambda p: Path(p).name)))
     assert again == sources["task-0001"] and sorted(p.name for p in results.glob("task-*")) == list(sources)
-
-    # The merge job: one segments.csv (the tasks' in task order), ensemble.csv and summary.json.
-    merge = subprocess.run(["sbatch", "--parsable", str(SLURM / "merge.sbatch")], cwd=submit, env=env,
-                           capture_output=True, text=True)
-    assert merge.returncode == 0, merge.stderr
-    assert_completed(wait_for([merge.stdout.strip().split(";")[0]], submit), submit)
-    parts = [pd.read_csv(results / name / "segments.csv") for name in sources]
-    pd.testing.assert_frame_equal(pd.read_csv(results / "segments.csv"), pd.concat(parts, ignore_index=True))
-    summary = json.loads((results / "summary.json").read_text())
-    assert len(summary["written"]) + len(summary["kept"]) == 7 and not summary["failed"]
+    sbatch(str(SLURM / "merge.sbatch"))
+    merged_equals_the_tasks()
+    image_calls(log)
 
 
 def test_a_pattern_that_matches_nothing_is_refused_before_submission(tmp_path):
