@@ -9,7 +9,10 @@ Default run, in one go on this machine:
      counted from its Conv1D/Dense layers, x trajectories/s / peak FLOP/s);
   2. change-point detection throughput with 1 and 2 Dask workers (and in-process);
   3. end-to-end seconds of `infer` on one 200-frame 128x128 video (tracking included);
-  4. peak memory (max RSS of the driver process) of `infer` on 10 vs 40 videos: streaming
+  4. a collection (--videos, 20) of such videos on all CPUs as Dask workers: videos per hour per
+     core, per-stage core-seconds per video, and the projected wall time of 10^6 videos on
+     --nodes x --cores (+ --gpus at --gpu-rate for prediction) from those rates;
+  5. peak memory (max RSS of the driver process) of `infer` on 10 vs 40 videos: streaming
      shard by shard should keep them within 10%.
 
 The segment stage's settings are chosen by benchmarks/tune_segments.py.
@@ -146,15 +149,20 @@ INFER_CHILD = """
 import json, resource, sys, time
 t = time.perf_counter()
 from anomalousnet.batch import pipeline
-s = pipeline.run_infer(sys.argv[1:-2], sys.argv[-2], pipeline.InferOptions(model=sys.argv[-1], workers=1, progress=False))
+s = pipeline.run_infer(sys.argv[1:-3], sys.argv[-3], pipeline.InferOptions(model=sys.argv[-2], workers=int(sys.argv[-1]),
+                      progress=False))
+cpu = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+          for f in ("ru_utime", "ru_stime"))  # this process and its Dask worker processes
 print(json.dumps({"seconds": time.perf_counter() - t, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "written": len(s.written), "failed": s.failed, "stages": s.seconds}))
+                  "cpu_seconds": cpu, "written": len(s.written), "failed": s.failed, "stages": s.seconds}))
 """
 
 
-def run_infer_child(inputs: list[str], out: Path, model: str) -> dict:
-    """`infer` in a fresh process (so its peak memory is its own): seconds and max RSS."""
-    proc = subprocess.run([sys.executable, "-c", INFER_CHILD, *inputs, str(out), model], capture_output=True,
+def run_infer_child(inputs: list[str], out: Path, model: str, workers: int = 1) -> dict:
+    """`infer` in a fresh process (so its peak memory and CPU time are its own): seconds,
+    max RSS of the driver, CPU seconds of the driver and its Dask workers, stage seconds."""
+    proc = subprocess.run([sys.executable, "-c", INFER_CHILD, *inputs, str(out), model, str(workers)],
+                          capture_output=True,
                           text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     if proc.returncode:
         raise RuntimeError(proc.stderr[-3000:])
@@ -164,12 +172,66 @@ def run_infer_child(inputs: list[str], out: Path, model: str) -> dict:
     return result
 
 
+def stage_core_seconds(video: Path, bundle, tmp: Path) -> dict:
+    """CPU seconds (all threads of this process) of each stage on one video: tracking,
+    prediction, change points; warmed first, so start-up is not counted."""
+    from anomalousnet.io import store as st
+    from anomalousnet.networks import predict as prediction
+    from anomalousnet.tracking.video_tracking import track_video
+
+    track_video(video, tmp / "warm.h5")
+    t = time.process_time()
+    traj = st.read_shard(track_video(video, tmp / "core.h5")).trajectories
+    out = {"track": time.process_time() - t}
+    t = time.process_time()
+    preds = prediction.predict(bundle, traj)
+    out["predict"] = time.process_time() - t
+    t = time.process_time()
+    cp.segment_trajectories(with_predictions(traj, preds), progress=False)
+    out["segment"] = time.process_time() - t
+    out["trajectories"] = traj.n_tracks
+    return out
+
+
+def scale_report(stages: dict, collection: dict, n_videos: int, workers: int, args) -> None:
+    """Videos per hour per core, per-stage core-seconds, and the projected wall time of
+    10^6 videos on the cluster of the arguments, from the rates measured here."""
+    per_video_wall = collection["seconds"] * workers / n_videos  # core-seconds per video as run
+    rate = 3600 / per_video_wall
+    cpu_per_video = collection["cpu_seconds"] / n_videos
+    measured = stages["track"] + stages["predict"] + stages["segment"]
+    print(f"collection: {n_videos} AnDi-size videos on {workers} workers: {collection['seconds']:.1f} s wall, "
+          f"{rate:.0f} videos per hour per core (goal 1500); CPU {cpu_per_video:.2f} core-s per video")
+    print("  stages (s, driver's view): " + ", ".join(f"{k} {v:.1f}" for k, v in collection["stages"].items()))
+    budget = 3600 / 1500
+    print(f"  core-seconds per video (one video, warmed): track {stages['track']:.2f}, predict "
+          f"{stages['predict']:.2f}, change points {stages['segment']:.2f}, the rest (start-up, Dask, reading, "
+          f"writing, idle cores) {per_video_wall - measured:.2f}; the 1500/h/core budget is {budget:.2f} in all")
+    n, nodes, cores, gpus = 1e6, args.nodes, args.cores, args.gpus
+    cpu_part = n * (per_video_wall - stages["predict"]) / (nodes * cores)
+    if gpus and args.gpu_rate:
+        gpu_part = n * stages["trajectories"] / (args.gpu_rate * nodes * gpus)
+        wall = max(cpu_part, gpu_part)
+        how = (f"prediction on {gpus} GPU(s) per node at an assumed {args.gpu_rate:.0f} trajectories/s each "
+               f"({gpu_part / 3600:.2f} h, overlapping the CPU stages' {cpu_part / 3600:.2f} h)")
+    else:
+        wall = n * per_video_wall / (nodes * cores)
+        how = "every stage on the CPU cores at this machine's measured rates"
+    print(f"projection, 10^6 videos on {nodes} nodes x {cores} cores: {wall / 3600:.2f} h ({how}; goal 1 h)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default")
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a rough check, not the figures)")
     parser.add_argument("--work", default=None, help="folder for generated videos and results [temporary]")
     parser.add_argument("--skip-memory", action="store_true", help="skip the 10 vs 40 videos memory run")
+    parser.add_argument("--videos", type=int, default=20, help="videos in the collection run [20]")
+    parser.add_argument("--nodes", type=int, default=16, help="projection: nodes [16]")
+    parser.add_argument("--cores", type=int, default=64, help="projection: cores per node [64]")
+    parser.add_argument("--gpus", type=int, default=0, help="projection: GPUs per node for prediction [0]")
+    parser.add_argument("--gpu-rate", type=float, default=None,
+                        help="projection: trajectories/s one GPU predicts (not measured here) []")
     args = parser.parse_args()
     from anomalousnet.networks import bundle as inference
 
@@ -191,6 +253,10 @@ def main() -> None:
         print(f"end to end, one 200-frame 128x128 video (20 particles; new process: imports, model load, "
               f"Dask start, tracking, prediction, change points, writing): {r['seconds']:.1f} s; stages (s): "
               + ", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items()))
+        workers = len(os.sched_getaffinity(0))
+        many = write_videos(tmp / "collection", args.videos, 200, (128, 128), 20)
+        collection = run_infer_child([str(v) for v in many], tmp / "out_collection", args.model, workers)
+        scale_report(stage_core_seconds(one[0], bundle, tmp), collection, len(many), workers, args)
         if not args.skip_memory:
             videos = write_videos(tmp / "many", 40, 100, (64, 64), 8)
             m10 = run_infer_child([str(v) for v in videos[:10]], tmp / "out10", args.model)

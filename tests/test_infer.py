@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -388,3 +389,27 @@ def test_trackpy_csv_with_memory_gaps_is_refused_or_filled_with_fill_gaps(tmp_pa
     points = shard.trajectories.points
     assert len(points["frame"]) == 60 and points["interpolated"].sum() == 4
     assert points["frame"][points["interpolated"]].tolist() == [30, 31, 32, 33]
+
+
+def test_streamed_videos_give_the_tables_of_tracking_first_then_inferring(tmp_path, bundle):
+    """`infer` on videos tracks them on the workers while the driver predicts and segments
+    those already tracked; the tables equal those of `track` to a store, then `infer` on it."""
+    from anomalousnet.simulation.synthetic_video import SyntheticVideo
+    from anomalousnet.tracking.batch import track_videos
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for seed in range(3):
+        SyntheticVideo(n_frames=50, shape=(64, 64), n_particles=5, D=0.3, seed=seed).write(videos / f"v{seed}.tif")
+    options = pipeline.InferOptions(model=MODEL, workers=2, progress=False)
+    streamed = pipeline.run_infer([str(videos / "*.tif")], tmp_path / "streamed", options)
+    assert len(streamed.written) == 3 and not streamed.failed
+    track_videos([str(videos / "*.tif")], tmp_path / "tracks", workers=2, progress=False)
+    pipeline.run_infer([str(tmp_path / "tracks")], tmp_path / "two_steps", options)
+    for table in ("segments.csv", "ensemble.csv"):
+        a, b = (pd.read_csv(tmp_path / run / table) for run in ("streamed", "two_steps"))
+        assert len(a) >= 3
+        # the same videos, in the same order (the two-step run names its tracks-store shards)
+        assert [f"videos_{Path(p).stem}" for p in a["source"]] == [Path(p).stem.rsplit("-", 1)[0] for p in b["source"]]
+        assert all(fb.startswith(f"tracks_{fa}-") for fa, fb in zip(a["fov"], b["fov"]))
+        pd.testing.assert_frame_equal(a.drop(columns=["source", "fov"]), b.drop(columns=["source", "fov"]))

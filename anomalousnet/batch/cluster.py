@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 if TYPE_CHECKING:
     import distributed
@@ -43,15 +43,20 @@ def dask_client(workers: int | None = None, scheduler_file: str | None = None) -
 
 
 def map_as_completed(client, func: Callable, items: Sequence, *, desc: str = "", progress: bool = True,
-                     **kwargs) -> Iterable[tuple[object, object | BaseException]]:
-    """Run ``func(item, **kwargs)`` for every item on the cluster; yield ``(item, result)``
-    as tasks finish, with a progress bar. A task's exception is yielded as its result
-    (not raised) so one bad input never stops the others; the caller reports it.
+                     priority: int = 0, **kwargs) -> Iterator[tuple[object, object | BaseException]]:
+    """Submit ``func(item, **kwargs)`` for every item to the cluster now; return an iterator
+    of ``(item, result)`` as tasks finish, with a progress bar. A task's exception is its
+    result (not raised) so one bad input never stops the others; the caller reports it.
+    Tasks of a higher ``priority`` start first when several wait for a worker (Dask's rule).
     """
+    futures = {client.submit(func, item, pure=False, priority=priority, **kwargs): item for item in items}
+    return _as_completed(futures, desc, progress)
+
+
+def _as_completed(futures: dict, desc: str, progress: bool) -> Iterator[tuple[object, object | BaseException]]:
     import distributed
     from tqdm import tqdm
 
-    futures = {client.submit(func, item, pure=False, **kwargs): item for item in items}
     with tqdm(total=len(futures), desc=desc, unit="task", disable=not progress) as bar:
         for future in distributed.as_completed(futures):
             item = futures[future]

@@ -1,10 +1,12 @@
 """The main job: inputs -> track -> predict -> segment -> ensemble -> results.
 
-Inputs are TIFF videos (tracked first, one trajectory shard per video, with
-:func:`anomalousnet.tracking.batch.track_videos`), trajectory stores (each shard is one field of
-view) or AnDi-style trajectory CSVs (``traj_idx,frame,x,y``). Every field of view (FOV)
+Inputs are TIFF videos (one trajectory shard per video), trajectory stores (each shard is one
+field of view) or AnDi-style trajectory CSVs (``traj_idx,frame,x,y``). Every field of view (FOV)
 becomes one shard of the results store, processed and written before the next is read,
-so memory does not grow with the number of inputs.
+so memory does not grow with the number of inputs. Videos stream: they are tracked on the
+Dask workers (:func:`anomalousnet.tracking.batch.iter_tracked`) while this process predicts
+and segments those already tracked; only shard paths come back, so at most one video per
+worker and one FOV in this process are in memory.
 
 Layout of ``RESULTS/``::
 
@@ -27,12 +29,14 @@ and parameters is kept. A bad input is named in the summary and skipped; the oth
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
+import threading
 import time
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -105,32 +109,9 @@ class Source:
 
 # ----------------------------------------------------------------------------- inputs
 
-def _track(videos: list[Path], tracks_dir: Path, options: InferOptions, failed: dict[str, str]) -> list[Source]:
-    """Track the videos into ``tracks_dir`` (resuming) and return one source per tracked video."""
-    from anomalousnet.tracking.batch import track_videos
-    from anomalousnet.tracking.video_tracking import TrackOptions
-
-    summary = track_videos([str(v) for v in videos], tracks_dir, options=options.track_options or TrackOptions(),
-                           workers=options.workers, scheduler_file=options.scheduler_file)
-    for video, reason in summary.failed.items():
-        failed[str(video)] = f"tracking failed: {reason}"
-    by_source: dict[str, Path] = {}
-    for shard in list(summary.written) + list(summary.kept):
-        attrs = st.read_attrs(shard)
-        by_source[str(Path(attrs.get("source_path", "")).resolve())] = Path(shard)
-    sources = []
-    for video in videos:
-        shard = by_source.get(str(video.resolve()))
-        if shard is not None:
-            sources.append(Source("shard", shard, video))
-        elif str(video) not in failed:
-            failed[str(video)] = "tracking wrote no trajectory shard for this video"
-    return sources
-
-
-def collect_sources(found: Mapping[str, list[Path]], out_dir: Path, options: InferOptions,
-                    failed: dict[str, str]) -> list[Source]:
-    """Sources (one per FOV) from expanded inputs; videos are tracked first."""
+def listed_sources(found: Mapping[str, list[Path]], failed: dict[str, str]) -> list[Source]:
+    """Sources (one per FOV) of the expanded inputs that are trajectories already (CSVs,
+    shards, stores); videos become sources as they are tracked (:func:`tracked_sources`)."""
     sources = [Source("csv", p, p) for p in found["csv"]]
     sources += [Source("shard", p, p) for p in found["shard"]]
     for store_dir in found["store"]:
@@ -140,9 +121,31 @@ def collect_sources(found: Mapping[str, list[Path]], out_dir: Path, options: Inf
             failed[str(store_dir)] = str(exc)
             continue
         sources += [Source("shard", store_dir / name, store_dir / name) for name in index.shard_names]
-    if found["video"]:
-        sources += _track(found["video"], out_dir / TRACKS_DIR, options, failed)
     return sources
+
+
+def tracked_sources(videos: list[Path], tracks_dir: Path, options: InferOptions, client,
+                    failed: dict[str, str]) -> Iterator[Source]:
+    """Start tracking every video on ``client``'s workers now; yield each video's source as
+    its shard is written, so that the driver predicts and segments video i while the workers
+    track the next ones. The tracks index is written when the last one is done."""
+    from anomalousnet.tracking.batch import iter_tracked, write_track_index
+    from anomalousnet.tracking.video_tracking import TrackOptions
+
+    track_options = options.track_options or TrackOptions()
+    tracks_dir.mkdir(parents=True, exist_ok=True)
+    # change points of tracked videos (priority 0) go before the videos still waiting
+    stream = iter_tracked(videos, tracks_dir, track_options, client, progress=options.progress, priority=-1)
+
+    def sources():
+        for video, result in stream:
+            if isinstance(result, Path):
+                yield Source("shard", result, video)
+            else:
+                failed[str(video)] = f"tracking failed: {result.problem}"
+        write_track_index(tracks_dir, track_options, [str(v) for v in videos])
+
+    return sources()
 
 
 def load_source(source: Source, fill_gaps: bool = False, csv_columns: dict | None = None
@@ -250,14 +253,26 @@ def _nan(value: float | None) -> float:
 
 # ----------------------------------------------------------------------------- whole run
 
-def _client_context(options: InferOptions):
+def _client_context(options: InferOptions, needed: bool = False):
+    """A Dask client when the options ask for a cluster or ``needed`` (videos to track), else none."""
     import contextlib
 
-    if options.scheduler_file or (options.workers or len(os.sched_getaffinity(0))) > 1:
+    if needed or options.scheduler_file or (options.workers or len(os.sched_getaffinity(0))) > 1:
         from anomalousnet.batch.cluster import dask_client
 
         return dask_client(options.workers, options.scheduler_file)
     return contextlib.nullcontext(None)
+
+
+def _start_networks(bundle, summary: Summary) -> None:
+    """Import the Keras backend and build every head of the model (seconds of start-up),
+    recording where they run; done while the first videos are tracked."""
+    from anomalousnet.networks.predict import compute_device
+
+    summary.info["device"] = compute_device()
+    log.info("networks run on %s", summary.info["device"])
+    for target in bundle.targets:
+        bundle.model(target)
 
 
 def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferOptions = InferOptions()
@@ -273,7 +288,6 @@ def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferO
     from tqdm import tqdm
 
     from anomalousnet.networks.bundle import BundleError, load_bundle
-    from anomalousnet.networks.predict import compute_device
 
     out_dir = Path(out_dir)
     bundle = load_bundle(options.model)  # model.json only: the networks' start-up comes when they run
@@ -288,30 +302,50 @@ def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferO
     store_dir = out_dir / STORE_DIR
     store_dir.mkdir(parents=True, exist_ok=True)
     key = config_key(bundle, options)
-    t = time.perf_counter()
-    sources = collect_sources(found, out_dir, options, summary.failed)  # tracking brings its own cluster
-    summary.add_time("track" if found["video"] else "list", time.perf_counter() - t)
-    todo = []
-    for source in sources:
-        path = store_dir / source.name
-        if path.exists() and _existing_matches(path, key, source):
-            summary.kept.append(path)
-        else:
-            todo.append(source)
-    if summary.kept:
-        log.info("%d field(s) of view already done (complete results shards kept)", len(summary.kept))
-    if todo:
-        summary.info["device"] = compute_device()
-        log.info("networks run on %s", summary.info["device"])
-        with _client_context(options) as client:
-            for source in tqdm(todo, desc="infer", unit="fov", disable=not options.progress):
+    listed = listed_sources(found, summary.failed)
+    sources: list[Source] = []
+    n_workers = options.workers or len(os.sched_getaffinity(0))
+    with _client_context(options, needed=bool(found["video"])) as client:
+        stream = iter(listed)
+        warm = None
+        if found["video"]:  # tracking starts now, on the workers; the networks start meanwhile
+            tracked = tracked_sources(found["video"], out_dir / TRACKS_DIR, options, client, summary.failed)
+            stream = itertools.chain(listed, tracked)
+            warm = threading.Thread(target=_start_networks, args=(bundle, summary), daemon=True)
+            warm.start()
+        # change points on the cluster when it has several workers, else in this process
+        segment_client = client if options.scheduler_file or n_workers > 1 else None
+        with tqdm(total=len(listed) + len(found["video"]), desc="infer", unit="fov",
+                  disable=not options.progress) as bar:
+            while True:
+                t = time.perf_counter()
+                source = next(stream, None)  # for a video: waits until it is tracked
+                summary.add_time("track" if found["video"] else "list", time.perf_counter() - t)
+                if source is None:
+                    break
+                sources.append(source)
+                path = store_dir / source.name
+                if path.exists() and _existing_matches(path, key, source):
+                    summary.kept.append(path)
+                    bar.update()
+                    continue
+                if warm is not None:
+                    warm.join()
+                    warm = None
+                if "device" not in summary.info:
+                    _start_networks(bundle, summary)
                 try:
-                    summary.written.append(process_source(source, store_dir, bundle, options, client,
+                    summary.written.append(process_source(source, store_dir, bundle, options, segment_client,
                                                           summary.add_time))
                 except (InputError, ValueError, OSError) as exc:
                     problem = getattr(exc, "problem", None) or str(exc)
                     log.error("%s: %s", source.origin, problem)
                     summary.failed[str(source.origin)] = problem
+                bar.update()
+    if warm is not None:
+        warm.join()
+    if summary.kept:
+        log.info("%d field(s) of view already done (complete results shards kept)", len(summary.kept))
     t = time.perf_counter()
     _write_index(store_dir, st.provenance("infer", {"inputs": list(inputs), "config": key}))
     shards = sorted({store_dir / s.name for s in sources})

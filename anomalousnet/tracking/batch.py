@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
+from typing import Iterator
 
 from anomalousnet.batch.inputs import expand_inputs, shard_name
 from anomalousnet.batch.summary import Summary
@@ -33,6 +34,36 @@ def _track_task(item: tuple[str, str], options: TrackOptions) -> str | TrackErro
         return TrackError(video, f"{type(exc).__name__}: {exc}")
 
 
+def iter_tracked(videos: list[Path], store_dir: Path, options: TrackOptions, client, progress: bool = True,
+                 priority: int = 0) -> Iterator[tuple[Path, Path | TrackError]]:
+    """Submit the tracking of ``videos`` into ``store_dir`` to ``client``'s workers now, one
+    task per video; return an iterator of ``(video, shard path or TrackError)``: complete
+    shards of an earlier run first (kept, not tracked again), then each video as it finishes.
+    Only paths travel back, so the driver holds no video. ``priority`` below 0 lets other
+    tasks of the same client (change points of a video already tracked) go first."""
+    from anomalousnet.batch.cluster import map_as_completed
+
+    kept = [(v, store_dir / shard_name(v)) for v in videos if not st.needs_writing(store_dir / shard_name(v))]
+    todo = [(str(v), str(store_dir / shard_name(v))) for v in videos if st.needs_writing(store_dir / shard_name(v))]
+    results = map_as_completed(client, _track_task, todo, desc="track", progress=progress, priority=priority,
+                               options=options) if todo else iter(())
+
+    def stream():
+        yield from kept
+        for (video, _), result in results:
+            if isinstance(result, BaseException) and not isinstance(result, TrackError):  # a lost worker
+                result = TrackError(video, f"{type(result).__name__}: {result}")
+            yield Path(video), (result if isinstance(result, TrackError) else Path(result))
+
+    return stream()
+
+
+def write_track_index(store_dir: Path, options: TrackOptions, inputs: list[str]) -> None:
+    st.write_index(store_dir, STORE_KIND, attrs=st.provenance(
+        "track", {**dataclasses.asdict(options), "inputs": list(inputs)},
+        pixel_size_um=options.pixel_size_um, frame_interval_s=options.frame_interval_s))
+
+
 def track_videos(inputs: list[str], store_dir: os.PathLike | str, options: TrackOptions = TrackOptions(),
                  workers: int | None = None, scheduler_file: str | None = None, progress: bool = True
                  ) -> Summary:
@@ -43,34 +74,25 @@ def track_videos(inputs: list[str], store_dir: os.PathLike | str, options: Track
     ``failed`` while the others go on. The index is (re)written at the end from the shards
     on disk.
     """
-    from anomalousnet.batch.cluster import dask_client, map_as_completed
+    from anomalousnet.batch.cluster import dask_client
 
     store_dir = Path(store_dir)
     store_dir.mkdir(parents=True, exist_ok=True)
     found, failed = expand_inputs(inputs, kinds=("video",))
     videos = found["video"]
-    todo, kept = [], []
-    for video in videos:
-        shard = store_dir / shard_name(video)
-        if st.needs_writing(shard):
-            todo.append((str(video), str(shard)))
-        else:
-            kept.append(shard)
+    todo = [v for v in videos if st.needs_writing(store_dir / shard_name(v))]
+    kept = sorted(set(store_dir / shard_name(v) for v in videos) - set(store_dir / shard_name(v) for v in todo))
     if kept:
         log.info("%d video(s) already tracked (complete shards kept)", len(kept))
     written = []
     if todo:
         n_workers = workers or min(len(todo), len(os.sched_getaffinity(0)))
         with dask_client(n_workers, scheduler_file) as client:
-            for (video, _), result in map_as_completed(client, _track_task, todo, desc="track", progress=progress,
-                                                       options=options):
-                if isinstance(result, BaseException):  # TrackError returned, or a lost worker
-                    failed[video] = result.problem if isinstance(result, TrackError) else \
-                        f"{type(result).__name__}: {result}"
-                    log.info("%s: failed: %s", video, failed[video])  # the summary names it
+            for video, result in iter_tracked(todo, store_dir, options, client, progress):
+                if isinstance(result, TrackError):
+                    failed[str(video)] = result.problem
+                    log.info("%s: failed: %s", video, result.problem)  # the summary names it
                 else:
-                    written.append(Path(result))
-    st.write_index(store_dir, STORE_KIND, attrs=st.provenance(
-        "track", {**dataclasses.asdict(options), "inputs": list(inputs)},
-        pixel_size_um=options.pixel_size_um, frame_interval_s=options.frame_interval_s))
+                    written.append(result)
+    write_track_index(store_dir, options, inputs)
     return Summary(store_dir, sorted(written), sorted(kept), failed)
