@@ -308,3 +308,38 @@ def test_vips_sharing_one_spot_get_the_trajectory_that_splits_off():
     tagged, untagged = vt.tag_vips(tracks, marks, max_distance=3.0, late_distance=3.0)
     assert tagged == {0: 5, 1: 6, 2: 9} and untagged == [3]
     assert vt.tag_vips(tracks, marks, max_distance=3.0)[0] == {0: 5, 2: 9}  # no late pass without a range
+
+
+@pytest.mark.parametrize("as_float", [False, True])
+def test_stack_locate_and_block_fits_equal_trackpy_and_frame_by_frame(tmp_path, as_float):
+    """Tracking locates a block of frames through trackpy's own steps without its per-frame
+    DataFrames, and fits every spot of the block at once: the same numbers as trackpy.locate
+    and as the fits frame by frame, in the same order."""
+    import trackpy as tp
+
+    from anomalousnet.tracking import localisation as loc
+
+    SyntheticVideo(n_frames=12, shape=(64, 64), n_particles=25, D=0.5, sigma_px=0.9, seed=3).write(tmp_path / "v.tif")
+    frames = Video(tmp_path / "v.tif").frames(0, 12)
+    if as_float:
+        frames = frames.astype(np.float32) / 255.0
+    minmass = 0.05 if as_float else 15.0
+    found = loc.locate_frames(frames, 5, minmass, 2.5, 64)
+    for frame, rows in zip(frames, found):
+        expected = tp.locate(frame, 5, minmass=minmass, separation=2.5, percentile=64, characterize=False)
+        np.testing.assert_array_equal(rows, expected[["y", "x", "mass"]].to_numpy())
+    assert sum(map(len, found)) > 100
+    features = pd.DataFrame(np.concatenate(found), columns=["y", "x", "mass"])
+    features["frame"] = np.repeat(np.arange(12), [len(r) for r in found])
+    index = features["frame"].to_numpy()
+    sigma = loc.model_sigma(0.9, "bilinear")
+    block = loc.refine_frame(features, frames, sigma, model="bilinear", frames=index)
+    by_frame = pd.concat([loc.refine_frame(features[index == t], frames[t], sigma, model="bilinear")
+                          for t in range(12)], ignore_index=True)
+    pd.testing.assert_frame_equal(block, by_frame, check_exact=True)
+    split = loc.split_merged(block, frames, sigma, model="bilinear", frames=index, min_gain=5.0)
+    split_by_frame = pd.concat([loc.split_merged(block[index == t].reset_index(drop=True), frames[t], sigma,
+                                                 model="bilinear", min_gain=5.0) for t in range(12)],
+                               ignore_index=True)
+    assert len(split) > len(block)  # some spots were split: the order of the new rows is checked too
+    pd.testing.assert_frame_equal(split, split_by_frame, check_exact=True)

@@ -66,7 +66,7 @@ def estimate_minmass(frames: np.ndarray, diameter: int, percentile: float = 64.0
     the threshold follows each video's signal-to-noise ratio without assuming how many
     particles there are.
     """
-    import trackpy as tp
+    from anomalousnet.tracking.localisation import locate_frames
 
     frames = np.asarray(frames)
     dtype = frames.dtype
@@ -88,8 +88,8 @@ def estimate_minmass(frames: np.ndarray, diameter: int, percentile: float = 64.0
         if dtype.kind in "iu":  # same dtype as the video: trackpy's default threshold depends on it
             info = np.iinfo(dtype)
             image = np.clip(np.round(image), info.min, info.max).astype(dtype)
-        found = tp.locate(image, diameter, minmass=0, percentile=percentile, characterize=False)
-        masses.extend(found["mass"].tolist())
+        found = locate_frames(image[None], diameter, 0, diameter + 1, percentile)[0]  # trackpy.locate's figures
+        masses.extend(found[:, 2].tolist())
     return factor * float(max(masses)) if masses else 0.0
 
 
@@ -108,7 +108,11 @@ def estimate_search_range(features, diameter: int, floor: float = 2.0, ceiling: 
     from scipy.spatial import cKDTree
 
     steps, spacing = [], []
-    by_frame = {f: g[["x", "y"]].to_numpy() for f, g in features.groupby("frame")}
+    frame = features["frame"].to_numpy()
+    order = np.argsort(frame, kind="stable")
+    xy = features[["x", "y"]].to_numpy()[order]
+    cuts = np.flatnonzero(np.diff(frame[order])) + 1
+    by_frame = dict(zip(frame[order][np.r_[0, cuts]].tolist(), np.split(xy, cuts))) if len(frame) else {}
     for f, here in by_frame.items():
         there = by_frame.get(f + 1)
         if there is None or len(here) < 2 or len(there) < 1:

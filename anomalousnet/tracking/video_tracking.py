@@ -126,12 +126,9 @@ def locate(video: Video, diameter: int, minmass: float, options: TrackOptions, f
     :func:`anomalousnet.tracking.localisation.refine_frame` and get a ``precision`` column
     (px per axis)."""
     import pandas as pd
-    import trackpy as tp
     from tqdm import tqdm
 
     separation = options.separation if options.separation is not None else default_separation(diameter, spot_sigma)
-    # characterize=False: size, eccentricity and signal are not used downstream (a quarter of locate's time)
-    kwargs = dict(minmass=minmass, separation=separation, percentile=options.percentile, characterize=False)
     parts = []
     fit = spot_sigma is not None and options.refine != "none"
     if fit:
@@ -143,16 +140,18 @@ def locate(video: Video, diameter: int, minmass: float, options: TrackOptions, f
     with tqdm(total=video.n_frames if frames is None else None, desc=video.path.name, unit="frame",
               disable=not progress) as bar:
         for start, block in blocks:
-            for k, image in enumerate(block):
-                found = tp.locate(np.asarray(image), diameter, **kwargs)
-                found["frame"] = start + k
-                if fit:
-                    found = localisation.refine_frame(found, np.asarray(image), *refine_args)
-                    if options.split_merged:
-                        found = localisation.split_merged(found, np.asarray(image), refine_args[0],
-                                                          model=options.refine)
-                parts.append(found)
-                bar.update()
+            block = np.asarray(block)
+            rows = localisation.locate_frames(block, diameter, minmass, separation, options.percentile)
+            bar.update(len(block))
+            found = pd.DataFrame(np.concatenate(rows), columns=["y", "x", "mass"])
+            found["frame"] = np.repeat(np.arange(start, start + len(block), dtype=np.int64), [len(r) for r in rows])
+            if fit and len(found):  # every spot of the block in one vectorised fit: per frame, call overhead dominated
+                index = found["frame"].to_numpy() - start
+                found = localisation.refine_frame(found, block, *refine_args, frames=index)
+                if options.split_merged:
+                    found = localisation.split_merged(found, block, refine_args[0], model=options.refine,
+                                                      frames=index)
+            parts.append(found)
     columns = ["y", "x", "mass", "frame"] + (["precision"] if fit else [])
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
@@ -283,10 +282,10 @@ def _track_dataframe(path: Path, options: TrackOptions, progress: bool):
             estimated.append("minmass")
         spot_model = options.refine
         if spot_model == "auto":
-            found = [tp.locate(image, diameter, minmass=minmass, percentile=options.percentile,
-                               characterize=False).assign(frame=k)
-                     for k, image in enumerate(sample)]
-            spot_model = localisation.choose_model(sample, pd.concat(found, ignore_index=True), spot_sigma)
+            found = localisation.locate_frames(sample, diameter, minmass, diameter + 1, options.percentile)
+            table = pd.DataFrame(np.concatenate(found), columns=["y", "x", "mass"])
+            table["frame"] = np.repeat(np.arange(len(found)), [len(f) for f in found])
+            spot_model = localisation.choose_model(sample, table, spot_sigma)
         separation = options.separation
         if separation is None:
             separation = default_separation(diameter, spot_sigma)
