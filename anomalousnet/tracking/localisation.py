@@ -26,35 +26,65 @@ MAX_SHIFT = 1.0  # px: a fit that moves a spot further than this from its centro
 def locate_frames(raw: np.ndarray, diameter: int, minmass: float, separation: float, percentile: float) -> list:
     """``trackpy.locate(frame, diameter, minmass, separation=separation, percentile=percentile,
     characterize=False)`` of every frame of the stack ``raw``, as one ``(y, x, mass)`` array per
-    frame, rows in the same order: the same steps through trackpy's own functions (bandpass,
-    local maxima, numba centroids, merging of maxima closer than ``separation``, mass filter),
-    without the DataFrames it builds per frame, which took most of its time on AnDi-size
-    frames; close maxima are merged for the whole stack at once (tests check they agree)."""
-    from trackpy.find import grey_dilation, where_close
-    from trackpy.preprocessing import bandpass, convert_to_int
+    frame, rows in the same order: trackpy's steps (bandpass, 8-bit conversion, local maxima
+    above the percentile, numba centroids, merging of maxima closer than ``separation``, mass
+    filter) run on the whole stack where they act on each frame alone, without the DataFrames
+    trackpy builds per frame, which took most of its time on AnDi-size frames (tests check
+    the figures are trackpy's)."""
+    from scipy import ndimage
+    from trackpy.preprocessing import bandpass
     from trackpy.refine.center_of_mass import refine_com_arr
 
+    raw = np.asarray(raw)
+    is_float = not np.issubdtype(raw.dtype, np.integer)
+    # bandpass filters along the image axes only (sigma 0 and size 1 along time are skipped)
+    image = bandpass(raw, (0, 1, 1), (1, diameter, diameter), 1 / 255 if is_float else 1)
+    # trackpy.preprocessing.convert_to_int, frame by frame: scaled so that each frame's maximum is full scale
+    top = np.iinfo(np.uint8 if is_float else raw.dtype).max
+    peak = image.max(axis=(1, 2))
+    scales = np.where(peak == 0, 1.0, top / np.where(peak == 0, 1.0, peak))
+    image = (scales[:, None, None] * image.clip(min=0.0)).astype(np.uint8 if is_float else raw.dtype)
+    # trackpy.find.grey_dilation(precise=False): local maxima above the frame's percentile, off the margin
+    thresholds = np.array([np.percentile(f[f > 0], percentile) if (f > 0).any() else np.nan for f in image])
+    box = int(2 * separation / np.sqrt(2))
+    maxima = (image == ndimage.grey_dilation(image, (1, box, box), mode="constant")) & \
+        (image > thresholds[:, None, None])
     radius = diameter // 2
-    found, scales = [], []
-    for frame in raw:
-        is_float = not np.issubdtype(frame.dtype, np.integer)
-        image = bandpass(frame, 1, diameter, 1 / 255 if is_float else 1)
-        scale, image = convert_to_int(image, np.uint8 if is_float else frame.dtype)
-        coords = grey_dilation(image, separation, percentile, max(radius, separation // 2 - 1), precise=False)
-        found.append(refine_com_arr(frame, image, radius, coords, max_iterations=10, engine="auto",
-                                    characterize=False) if len(coords) else np.zeros((0, 3)))
-        scales.append(scale)
+    margin = max(radius, separation // 2 - 1)
+    peaks = np.argwhere(maxima)
+    inside = np.all((peaks[:, 1:] >= margin) & (peaks[:, 1:] <= np.array(image.shape[1:]) - margin - 1), axis=1)
+    peaks = peaks[inside]
+    counts = np.bincount(peaks[:, 0], minlength=len(image))
+    found = [refine_com_arr(frame, img, radius, coords, max_iterations=10, engine="auto", characterize=False)
+             if len(coords) else np.zeros((0, 3))
+             for frame, img, coords in zip(raw, image, np.split(peaks[:, 1:], np.cumsum(counts)[:-1]))]
     counts = [len(f) for f in found]
     rows = np.concatenate(found)
-    # one frame apart is a distance of 2 separations: no pair across frames
-    index = np.repeat(2.0 * separation * np.arange(len(found)), counts)
-    close = where_close(np.column_stack([index, rows[:, :2]]), separation, rows[:, 2])
+    close = _close_maxima(rows[:, :2], np.repeat(np.arange(len(found)), counts), separation, rows[:, 2])
     keep = np.ones(len(rows), bool)
     keep[close] = False
     mass = rows[:, 2] / np.repeat(scales, counts)
     keep &= mass > minmass
     rows[:, 2] = mass
     return [part[ok] for part, ok in zip(np.split(rows, np.cumsum(counts)[:-1]), np.split(keep, np.cumsum(counts)[:-1]))]
+
+
+def _close_maxima(pos: np.ndarray, frame: np.ndarray, separation: float, mass: np.ndarray) -> np.ndarray:
+    """``trackpy.find.where_close(pos, separation, mass)`` of every frame at once: indices of
+    maxima closer than ``separation`` to a brighter one (of two as bright, the one further
+    right and down). The pairs come from one KD-tree as an array, frames two units apart so
+    that no pair spans two frames (trackpy builds Python tuples: most of its time here)."""
+    from scipy.spatial import cKDTree
+
+    rescaled = pos / separation
+    pairs = cKDTree(np.column_stack([2.0 * frame, rescaled]), 30).query_pairs(1 - 1e-7, output_type="ndarray")
+    if len(pairs) == 0:
+        return np.zeros(0, np.int64)
+    first, second = pairs[:, 0], pairs[:, 1]
+    drop = np.where(mass[first] > mass[second], second, first)
+    tie = mass[first] == mass[second]
+    drop[tie] = np.where(rescaled[first[tie]].sum(1) > rescaled[second[tie]].sum(1), second[tie], first[tie])
+    return np.unique(drop)
 
 
 def gaussian_window(dx: np.ndarray, dy: np.ndarray, sigma: float) -> np.ndarray:
