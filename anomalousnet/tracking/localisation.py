@@ -72,12 +72,15 @@ def locate_frames(raw: np.ndarray, diameter: int, minmass: float, separation: fl
 def _close_maxima(pos: np.ndarray, frame: np.ndarray, separation: float, mass: np.ndarray) -> np.ndarray:
     """``trackpy.find.where_close(pos, separation, mass)`` of every frame at once: indices of
     maxima closer than ``separation`` to a brighter one (of two as bright, the one further
-    right and down). The pairs come from one KD-tree as an array, frames two units apart so
-    that no pair spans two frames (trackpy builds Python tuples: most of its time here)."""
+    right and down). ``frame`` is sorted. The pairs of each frame come from its KD-tree as an
+    array (trackpy builds Python tuples: most of its time here)."""
     from scipy.spatial import cKDTree
 
     rescaled = pos / separation
-    pairs = cKDTree(np.column_stack([2.0 * frame, rescaled]), 30).query_pairs(1 - 1e-7, output_type="ndarray")
+    cuts = np.flatnonzero(np.diff(frame)) + 1
+    pairs = [start + cKDTree(part, 30).query_pairs(1 - 1e-7, output_type="ndarray")
+             for start, part in zip(np.r_[0, cuts], np.split(rescaled, cuts)) if len(part) > 1]
+    pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
     if len(pairs) == 0:
         return np.zeros(0, np.int64)
     first, second = pairs[:, 0], pairs[:, 1]
