@@ -82,15 +82,12 @@ def estimate_minmass(frames: np.ndarray, diameter: int, percentile: float = 64.0
         noise = spread or 1.0
     shape = tuple(min(s, 256) for s in frames.shape[1:])
     n = min(48, max(4, int(math.ceil(frames.size / np.prod(shape)))))  # about as many pixels as the sample
-    masses = []
-    for _ in range(n):
-        image = background + rng.normal(0, noise, shape)
-        if dtype.kind in "iu":  # same dtype as the video: trackpy's default threshold depends on it
-            info = np.iinfo(dtype)
-            image = np.clip(np.round(image), info.min, info.max).astype(dtype)
-        found = locate_frames(image[None], diameter, 0, diameter + 1, percentile)[0]  # trackpy.locate's figures
-        masses.extend(found[:, 2].tolist())
-    return factor * float(max(masses)) if masses else 0.0
+    images = background + np.stack([rng.normal(0, noise, shape) for _ in range(n)])
+    if dtype.kind in "iu":  # same dtype as the video: trackpy's default threshold depends on it
+        info = np.iinfo(dtype)
+        images = np.clip(np.round(images), info.min, info.max).astype(dtype)
+    masses = np.concatenate(locate_frames(images, diameter, 0, diameter + 1, percentile))[:, 2]  # trackpy.locate's
+    return factor * float(masses.max()) if len(masses) else 0.0
 
 
 def estimate_search_range(features, diameter: int, floor: float = 2.0, ceiling: float = 20.0,

@@ -175,19 +175,31 @@ def fill_gaps(tracks, merge_radius: float = 0.0, merge_mass_ratio: float = 1.4):
     filled = fill_frame_gaps(tracks[columns].astype({"mass": float}))
     filled["merged"] = np.zeros(len(filled), bool)
     if merge_radius > 0 and filled["interpolated"].any():
-        gaps = filled.index[filled["interpolated"]]
-        spots = tracks.groupby("frame")
-        for frame, rows in filled.loc[gaps].groupby("frame"):
-            here = spots.get_group(frame) if frame in spots.groups else None
+        # numpy per frame (pandas' per-group indexing was most of the time on gappy videos)
+        spot_frame = tracks["frame"].to_numpy()
+        spot_xy, spot_mass = tracks[["x", "y"]].to_numpy(float), tracks["mass"].to_numpy(float)
+        by_frame = np.argsort(spot_frame, kind="stable")
+        cuts = np.flatnonzero(np.diff(spot_frame[by_frame])) + 1
+        spots = dict(zip(spot_frame[by_frame][np.r_[0, cuts]].tolist(), np.split(by_frame, cuts))) \
+            if len(spot_frame) else {}
+        xy, merged = filled[["x", "y"]].to_numpy(float), filled["merged"].to_numpy().copy()
+        gaps = np.flatnonzero(filled["interpolated"].to_numpy())
+        gap_frame = filled["frame"].to_numpy()[gaps]
+        order = np.argsort(gap_frame, kind="stable")
+        gap_cuts = np.flatnonzero(np.diff(gap_frame[order])) + 1
+        for rows in np.split(gaps[order], gap_cuts):
+            here = spots.get(int(filled["frame"].iat[rows[0]]))
             if here is None:
                 continue
-            bright = here[here["mass"] >= merge_mass_ratio * here["mass"].median()]
-            if bright.empty:
+            mass = spot_mass[here]
+            bright = spot_xy[here][mass >= merge_mass_ratio * np.median(mass)]
+            if len(bright) == 0:
                 continue
-            d, k = cKDTree(bright[["x", "y"]].to_numpy()).query(rows[["x", "y"]].to_numpy())
+            d, k = cKDTree(bright).query(xy[rows])
             inside = d <= merge_radius
-            filled.loc[rows.index[inside], ["x", "y"]] = bright[["x", "y"]].to_numpy()[k[inside]]
-            filled.loc[rows.index[inside], "merged"] = True
+            xy[rows[inside]] = bright[k[inside]]
+            merged[rows[inside]] = True
+        filled["x"], filled["y"], filled["merged"] = xy[:, 0], xy[:, 1], merged
     return filled
 
 
