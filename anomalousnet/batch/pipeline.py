@@ -126,9 +126,10 @@ def listed_sources(found: Mapping[str, list[Path]], failed: dict[str, str]) -> l
 
 def tracked_sources(videos: list[Path], tracks_dir: Path, options: InferOptions, client,
                     failed: dict[str, str]) -> Iterator[Source]:
-    """Start tracking every video on ``client``'s workers now; yield each video's source as
-    its shard is written, so that the driver predicts and segments video i while the workers
-    track the next ones. The tracks index is written when the last one is done."""
+    """Start tracking every video on ``client``'s workers now (without a client: in this
+    process, each when asked for); yield each video's source as its shard is written, so that
+    the driver predicts and segments video i while the workers track the next ones. The tracks
+    index is written when the last one is done."""
     from anomalousnet.tracking.batch import iter_tracked, write_track_index
     from anomalousnet.tracking.video_tracking import TrackOptions
 
@@ -253,11 +254,16 @@ def _nan(value: float | None) -> float:
 
 # ----------------------------------------------------------------------------- whole run
 
-def _client_context(options: InferOptions, needed: bool = False):
-    """A Dask client when the options ask for a cluster or ``needed`` (videos to track), else none."""
+def _wants_cluster(options: InferOptions) -> bool:
+    """Whether the options name a cluster or ask for more than one worker."""
+    return bool(options.scheduler_file) or (options.workers or len(os.sched_getaffinity(0))) > 1
+
+
+def _client_context(options: InferOptions, wanted: bool):
+    """A Dask client (see anomalousnet.batch.cluster.dask_client) when ``wanted``, else none."""
     import contextlib
 
-    if needed or options.scheduler_file or (options.workers or len(os.sched_getaffinity(0))) > 1:
+    if wanted:
         from anomalousnet.batch.cluster import dask_client
 
         return dask_client(options.workers, options.scheduler_file)
@@ -304,8 +310,10 @@ def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferO
     key = config_key(bundle, options)
     listed = listed_sources(found, summary.failed)
     sources: list[Source] = []
-    n_workers = options.workers or len(os.sched_getaffinity(0))
-    with _client_context(options, needed=bool(found["video"])) as client:
+    # Videos are tracked on the cluster, except one alone (and no cluster named): starting
+    # workers would take longer than tracking it here.
+    videos_on_cluster = len(found["video"]) > 1 or bool(options.scheduler_file)
+    with _client_context(options, videos_on_cluster if found["video"] else _wants_cluster(options)) as client:
         stream = iter(listed)
         warm = None
         if found["video"]:  # tracking starts now, on the workers; the networks start meanwhile
@@ -313,8 +321,9 @@ def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferO
             stream = itertools.chain(listed, tracked)
             warm = threading.Thread(target=_start_networks, args=(bundle, summary), daemon=True)
             warm.start()
-        # change points on the cluster when it has several workers, else in this process
-        segment_client = client if options.scheduler_file or n_workers > 1 else None
+        # Change points on the cluster when it has several workers, else in this process; and in
+        # this process when there are videos: a task would wait there for a whole video.
+        segment_client = None if found["video"] else client
         with tqdm(total=len(listed) + len(found["video"]), desc="infer", unit="fov",
                   disable=not options.progress) as bar:
             while True:
@@ -393,7 +402,7 @@ def segment_store(store_dir: os.PathLike | str, options: SegmentOptions = Segmen
     index = st.read_index(store_dir)
     paths = [store_dir / n for n in index.shard_names]
     opts = InferOptions(workers=workers, scheduler_file=scheduler_file)
-    with _client_context(opts) as client:
+    with _client_context(opts, _wants_cluster(opts)) as client:
         for path in tqdm(paths, desc="segment", unit="fov", disable=not progress):
             shard = st.read_shard(path)
             missing = [c for c in REQUIRED_PRED_COLUMNS if c not in shard.trajectories.points]

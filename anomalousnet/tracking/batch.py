@@ -40,13 +40,17 @@ def iter_tracked(videos: list[Path], store_dir: Path, options: TrackOptions, cli
     task per video; return an iterator of ``(video, shard path or TrackError)``: complete
     shards of an earlier run first (kept, not tracked again), then each video as it finishes.
     Only paths travel back, so the driver holds no video. ``priority`` below 0 lets other
-    tasks of the same client (change points of a video already tracked) go first."""
+    tasks of the same client (change points of a video already tracked) go first. Without a
+    client the videos are tracked in this process, one as each is asked for."""
     from anomalousnet.batch.cluster import map_as_completed
 
     kept = [(v, store_dir / shard_name(v)) for v in videos if not st.needs_writing(store_dir / shard_name(v))]
     todo = [(str(v), str(store_dir / shard_name(v))) for v in videos if st.needs_writing(store_dir / shard_name(v))]
-    results = map_as_completed(client, _track_task, todo, desc="track", progress=progress, priority=priority,
-                               options=options) if todo else iter(())
+    if client is None:
+        results = ((item, _track_task(item, options)) for item in todo)
+    else:
+        results = map_as_completed(client, _track_task, todo, desc="track", progress=progress, priority=priority,
+                                   options=options) if todo else iter(())
 
     def stream():
         yield from kept
