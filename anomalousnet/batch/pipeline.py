@@ -316,11 +316,12 @@ def run_infer(inputs: Sequence[str], out_dir: os.PathLike | str, options: InferO
     with _client_context(options, videos_on_cluster if found["video"] else _wants_cluster(options)) as client:
         stream = iter(listed)
         warm = None
-        if found["video"]:  # tracking starts now, on the workers; the networks start meanwhile
+        if found["video"]:  # tracking starts now; on workers, the networks start meanwhile here
             tracked = tracked_sources(found["video"], out_dir / TRACKS_DIR, options, client, summary.failed)
             stream = itertools.chain(listed, tracked)
-            warm = threading.Thread(target=_start_networks, args=(bundle, summary), daemon=True)
-            warm.start()
+            if videos_on_cluster:  # (beside tracking in this process, the two would share the GIL)
+                warm = threading.Thread(target=_start_networks, args=(bundle, summary), daemon=True)
+                warm.start()
         # Change points on the cluster when it has several workers, else in this process; and in
         # this process when there are videos: a task would wait there for a whole video.
         segment_client = None if found["video"] else client
