@@ -251,7 +251,7 @@ def main() -> None:
         one = write_videos(tmp / "one", 1, 200, (128, 128), 20)
         r = run_infer_child([str(one[0])], tmp / "out_one", args.model)
         print(f"end to end, one 200-frame 128x128 video (20 particles; new process: imports, model load, "
-              f"Dask start, tracking, prediction, change points, writing): {r['seconds']:.1f} s; stages (s): "
+              f"tracking in-process, prediction, change points, writing): {r['seconds']:.1f} s; stages (s): "
               + ", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items()))
         workers = len(os.sched_getaffinity(0))
         many = write_videos(tmp / "collection", args.videos, 200, (128, 128), 20)

@@ -43,13 +43,12 @@ def dask_client(workers: int | None = None, scheduler_file: str | None = None) -
 
 
 def map_as_completed(client, func: Callable, items: Sequence, *, desc: str = "", progress: bool = True,
-                     priority: int = 0, **kwargs) -> Iterator[tuple[object, object | BaseException]]:
+                     **kwargs) -> Iterator[tuple[object, object | BaseException]]:
     """Submit ``func(item, **kwargs)`` for every item to the cluster now; return an iterator
     of ``(item, result)`` as tasks finish, with a progress bar. A task's exception is its
     result (not raised) so one bad input never stops the others; the caller reports it.
-    Tasks of a higher ``priority`` start first when several wait for a worker (Dask's rule).
     """
-    futures = {client.submit(func, item, pure=False, priority=priority, **kwargs): item for item in items}
+    futures = {client.submit(func, item, pure=False, **kwargs): item for item in items}
     return _as_completed(futures, desc, progress)
 
 

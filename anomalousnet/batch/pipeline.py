@@ -135,8 +135,7 @@ def tracked_sources(videos: list[Path], tracks_dir: Path, options: InferOptions,
 
     track_options = options.track_options or TrackOptions()
     tracks_dir.mkdir(parents=True, exist_ok=True)
-    # change points of tracked videos (priority 0) go before the videos still waiting
-    stream = iter_tracked(videos, tracks_dir, track_options, client, progress=options.progress, priority=-1)
+    stream = iter_tracked(videos, tracks_dir, track_options, client, progress=options.progress)
 
     def sources():
         for video, result in stream:

@@ -34,14 +34,13 @@ def _track_task(item: tuple[str, str], options: TrackOptions) -> str | TrackErro
         return TrackError(video, f"{type(exc).__name__}: {exc}")
 
 
-def iter_tracked(videos: list[Path], store_dir: Path, options: TrackOptions, client, progress: bool = True,
-                 priority: int = 0) -> Iterator[tuple[Path, Path | TrackError]]:
+def iter_tracked(videos: list[Path], store_dir: Path, options: TrackOptions, client, progress: bool = True
+                 ) -> Iterator[tuple[Path, Path | TrackError]]:
     """Submit the tracking of ``videos`` into ``store_dir`` to ``client``'s workers now, one
     task per video; return an iterator of ``(video, shard path or TrackError)``: complete
     shards of an earlier run first (kept, not tracked again), then each video as it finishes.
-    Only paths travel back, so the driver holds no video. ``priority`` below 0 lets other
-    tasks of the same client (change points of a video already tracked) go first. Without a
-    client the videos are tracked in this process, one as each is asked for."""
+    Only paths travel back, so the driver holds no video. Without a client the videos are
+    tracked in this process, one as each is asked for."""
     from anomalousnet.batch.cluster import map_as_completed
 
     kept = [(v, store_dir / shard_name(v)) for v in videos if not st.needs_writing(store_dir / shard_name(v))]
@@ -49,7 +48,7 @@ def iter_tracked(videos: list[Path], store_dir: Path, options: TrackOptions, cli
     if client is None:
         results = ((item, _track_task(item, options)) for item in todo)
     else:
-        results = map_as_completed(client, _track_task, todo, desc="track", progress=progress, priority=priority,
+        results = map_as_completed(client, _track_task, todo, desc="track", progress=progress,
                                    options=options) if todo else iter(())
 
     def stream():
