@@ -141,7 +141,11 @@ def locate(video: Video, diameter: int, minmass: float, options: TrackOptions, f
               disable=not progress) as bar:
         for start, block in blocks:
             block = np.asarray(block)
-            rows = localisation.locate_frames(block, diameter, minmass, separation, options.percentile)
+            # detection works in float64 (several copies): at most about 4 M pixels per call
+            step = max(1, (4 << 20) // int(np.prod(block.shape[1:])))
+            rows = [r for a in range(0, len(block), step)
+                    for r in localisation.locate_frames(block[a:a + step], diameter, minmass, separation,
+                                                        options.percentile)]
             bar.update(len(block))
             found = pd.DataFrame(np.concatenate(rows), columns=["y", "x", "mass"])
             found["frame"] = np.repeat(np.arange(start, start + len(block), dtype=np.int64), [len(r) for r in rows])
