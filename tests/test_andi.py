@@ -324,3 +324,26 @@ def test_cli_run_names_an_untrackable_video_and_still_writes_every_vip(tmp_path)
     assert "videos_fov_0.tiff" in out.stderr and "3 fallback" in out.stdout
     lines = af.read_labels(tmp_path / "sub" / "track_1" / "exp_0" / "fov_0.txt")[0]
     assert [l.idx for l in lines] == [0, 1, 2] and all(l.T == 200 for l in lines)  # the challenge's T
+
+
+def test_goal_table_has_state_recall_and_per_model_f1_beside_the_naive_baseline():
+    from anomalousnet.andi import benchmark as bm
+
+    def run(f1, recall, per_model):
+        states = {"immobile": None, "confined": recall[0], "free": recall[1], "directed": None}
+        return {"fallback": {"2": 0}, "score": {"tracks": {"2": {
+            "overall": {"state_f1": f1},
+            "state_recall": {k: {"frames": 0 if v is None else 100, "recall": v} for k, v in states.items()},
+            "experiments": [{"exp": i, "model": m, "state_f1": v} for i, (m, v) in enumerate(per_model)]}}}}
+
+    result = {"runs": {"andi": {
+        "model": run(0.93, (0.85, 0.96), [("multi_state", 0.90), ("confinement", 0.95), ("confinement", 0.97)]),
+        "naive": run(0.906, (0.0, 1.0), [("multi_state", 0.91), ("confinement", 0.88), ("confinement", 0.88)])}}}
+    rows = {g["metric"]: g for g in bm.goal_status(result)}
+    assert rows["state_f1_vs_naive"]["met"] is True and rows["state_f1_vs_naive"]["beside"] == 0.906
+    assert rows["confined_recall"]["met"] is True and rows["confined_recall"]["beside"] == 0.0
+    assert rows["free_recall"]["met"] is False and rows["free_recall"]["beside"] == 1.0
+    assert rows["state_f1 multi_state"]["met"] is False and rows["state_f1 multi_state"]["beside"] == 0.91
+    assert rows["state_f1 confinement"]["value"] == pytest.approx(0.96) and rows["state_f1 confinement"]["met"]
+    text = bm.format_report({**result, "throughput": {}, "goals": bm.goal_status(result)})
+    assert "state_f1 multi_state" in text and "(naive 0.91)" in text

@@ -47,6 +47,10 @@ GOALS = {
     ("andi", 1): {"cp_jaccard": (0.75, ">="), "alpha_mae": (0.13, "<="), "K_msle": (0.02, "<=")},
     ("directed", 2): {"directed_recall": (0.8, ">="), "state_f1": (0.85, ">=")},
 }
+# State goals of issue 14 (andi dataset, track 2): frame recall of confined and free, and the
+# state F1 of every diffusion model; each shown beside the naive baseline's ("everything free").
+STATE_GOALS = {"confined_recall": (0.80, ">="), "free_recall": (0.97, ">=")}
+MODEL_F1_GOAL = 0.92
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,9 +274,21 @@ def _metric(result: dict, dataset: str, method: str, track: int, name: str):
     if not run or str(track) not in run["score"]["tracks"]:
         return None
     t = run["score"]["tracks"][str(track)]
-    if name == "directed_recall":
-        return t["state_recall"]["directed"]["recall"]
+    if name.endswith("_recall"):
+        return t["state_recall"][name[:-len("_recall")]]["recall"]
     return t["overall"].get(name)
+
+
+def model_f1(result: dict, dataset: str, method: str, track: int = 2) -> dict[str, float]:
+    """State F1 per diffusion model (mean over its experiments) of a method's run."""
+    run = result["runs"].get(dataset, {}).get(method)
+    if not run or str(track) not in run["score"]["tracks"]:
+        return {}
+    by_model: dict[str, list[float]] = {}
+    for e in run["score"]["tracks"][str(track)]["experiments"]:
+        if e.get("state_f1") is not None:
+            by_model.setdefault(e["model"], []).append(float(e["state_f1"]))
+    return {m: float(np.mean(v)) for m, v in by_model.items()}
 
 
 LOWER_IS_BETTER = {"cp_rmse": True, "cp_jaccard": False, "alpha_mae": True, "K_msle": True, "state_f1": False,
@@ -304,6 +320,19 @@ def goal_status(result: dict) -> list[dict]:
             met = None if value is None else (value >= bound if op == ">=" else value <= bound)
             rows.append({"dataset": dataset, "track": track, "metric": name, "goal": f"{op} {bound}",
                          "value": value, "met": met})
+    # Issue 14: an F1 only counts when it beats calling everything free (the naive baseline).
+    f1, naive_f1 = (_metric(result, "andi", m, 2, "state_f1") for m in ("model", "naive"))
+    rows.append({"dataset": "andi", "track": 2, "metric": "state_f1_vs_naive", "goal": "> naive", "value": f1,
+                 "met": None if f1 is None or naive_f1 is None else f1 > naive_f1, "beside": naive_f1})
+    for name, (bound, op) in STATE_GOALS.items():
+        value = _metric(result, "andi", "model", 2, name)
+        rows.append({"dataset": "andi", "track": 2, "metric": name, "goal": f"{op} {bound}", "value": value,
+                     "met": None if value is None else value >= bound,
+                     "beside": _metric(result, "andi", "naive", 2, name)})
+    naive_by_model = model_f1(result, "andi", "naive")
+    for model, value in model_f1(result, "andi", "model").items():
+        rows.append({"dataset": "andi", "track": 2, "metric": f"state_f1 {model}", "goal": f">= {MODEL_F1_GOAL}",
+                     "value": value, "met": value >= MODEL_F1_GOAL, "beside": naive_by_model.get(model)})
     return rows
 
 
@@ -393,8 +422,9 @@ def format_report(result: dict) -> str:
     lines += ["", "== goals of the built-in model =="]
     for g in result.get("goals", []):
         state = {True: "met", False: "NOT met", None: "not measured"}[g["met"]]
-        lines.append(f"{g['dataset']:<9} track {g['track']} {g['metric']:<16} {g['goal']:<9} "
+        lines.append(f"{g['dataset']:<9} track {g['track']} {g['metric']:<27} {g['goal']:<9} "
                      f"value {format_value(g['value']):>8}  {state}"
+                     + (f"  (naive {format_value(g['beside'])})" if "beside" in g else "")
                      + (f"  (worse or equal: {', '.join(k for k, v in g['detail'].items() if v is False)})"
                         if g.get("detail") and not g["met"] else ""))
     lines.append(f"\ntotal {result.get('seconds_total', 0):.0f} s")
