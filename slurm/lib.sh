@@ -7,7 +7,7 @@
 # missing). --cleanenv keeps the host's PYTHONPATH and the like out; the variables the job
 # needs inside (SLURM_*, PMI*/PMIX*/OMPI_*, HOROVOD_*, TF_*, DASK_*, OMP_NUM_THREADS,
 # CUDA_VISIBLE_DEVICES, ANOMALOUSNET_*) are passed on by name. DIRS: the submit folder,
-# ANOMALOUSNET_WORK, the folders the templates name with an_bind (inputs and outputs) and
+# ANOMALOUSNET_WORK when it exists, the folders the templates name with an_bind (inputs and outputs) and
 # ANOMALOUSNET_BINDS (comma-separated, e.g. /scratch,/project): folders like /data are not
 # bound by default.
 
