@@ -32,6 +32,7 @@ def _horovod_build() -> str:
 
 def _model_check() -> str:
     """Load the built-in bundle and predict two short random walks with every head."""
+    from anomalousnet.core.names import FREE
     from anomalousnet.core.trajectories import Trajectories
     from anomalousnet.networks.bundle import load_bundle
     from anomalousnet.networks.predict import predict
@@ -42,7 +43,7 @@ def _model_check() -> str:
     start = time.perf_counter()
     out = predict(bundle, Trajectories.from_arrays(walks))
     alpha = float(np.mean(out["pred_alpha"]))
-    free = float(np.mean(out["pred_state"] == 2))
+    free = float(np.mean(out["pred_state"] == FREE))
     return (f"built-in model: heads {', '.join(bundle.targets)}; 2 Brownian walks -> mean alpha {alpha:.2f}, "
             f"{free:.0%} of frames free, "
             f"in {time.perf_counter() - start:.1f} s")

@@ -97,6 +97,7 @@ def test_the_image_test_fails_when_a_gpu_is_asked_for_and_none_is_visible(tmp_pa
     assert out.returncode != 0
     assert "a GPU was required but tensorflow sees none" in out.stderr
     assert "built for CUDA 12.5" in out.stdout  # the pinned wheel, as the table says
+    assert "built-in model: heads alpha, K, state; 2 Brownian walks" in out.stdout
 
 
 def test_install_steps_resolve_in_a_clean_venv(tmp_path):
