@@ -82,12 +82,9 @@ def commands(body: str) -> list[str]:
 
 
 def constraint_pins(path: Path = CONSTRAINTS) -> dict[str, str]:
-    pins = {}
-    for line in path.read_text().splitlines():
-        name, sep, version = line.partition("==")
-        if sep and not line.startswith("#"):
-            pins[name.strip().lower()] = version.strip()
-    return pins
+    from lock import pins  # containers/lock.py, which writes the file
+
+    return pins(path.read_text().splitlines())
 
 
 def check_structure(path: Path) -> list[str]:

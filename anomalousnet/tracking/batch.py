@@ -34,6 +34,15 @@ def _track_task(item: tuple[str, str], options: TrackOptions) -> str | TrackErro
         return TrackError(video, f"{type(exc).__name__}: {exc}")
 
 
+def _split_done(videos: list[Path], store_dir: Path) -> tuple[list, list]:
+    """``(video, shard)`` pairs whose shard is complete (kept), and those to track."""
+    kept, todo = [], []
+    for video in videos:
+        shard = store_dir / shard_name(video)
+        (todo if st.needs_writing(shard) else kept).append((video, shard))
+    return kept, todo
+
+
 def iter_tracked(videos: list[Path], store_dir: Path, options: TrackOptions, client, progress: bool = True
                  ) -> Iterator[tuple[Path, Path | TrackError]]:
     """Submit the tracking of ``videos`` into ``store_dir`` to ``client``'s workers now, one
@@ -43,8 +52,8 @@ def iter_tracked(videos: list[Path], store_dir: Path, options: TrackOptions, cli
     tracked in this process, one as each is asked for."""
     from anomalousnet.batch.cluster import map_as_completed
 
-    kept = [(v, store_dir / shard_name(v)) for v in videos if not st.needs_writing(store_dir / shard_name(v))]
-    todo = [(str(v), str(store_dir / shard_name(v))) for v in videos if st.needs_writing(store_dir / shard_name(v))]
+    kept, todo = _split_done(videos, store_dir)
+    todo = [(str(v), str(shard)) for v, shard in todo]
     if client is None:
         results = ((item, _track_task(item, options)) for item in todo)
     else:
@@ -83,8 +92,9 @@ def track_videos(inputs: list[str], store_dir: os.PathLike | str, options: Track
     store_dir.mkdir(parents=True, exist_ok=True)
     found, failed = expand_inputs(inputs, kinds=("video",))
     videos = found["video"]
-    todo = [v for v in videos if st.needs_writing(store_dir / shard_name(v))]
-    kept = sorted(set(store_dir / shard_name(v) for v in videos) - set(store_dir / shard_name(v) for v in todo))
+    kept, todo = _split_done(videos, store_dir)
+    kept = sorted(shard for _, shard in kept)
+    todo = [video for video, _ in todo]
     if kept:
         log.info("%d video(s) already tracked (complete shards kept)", len(kept))
     written = []

@@ -105,11 +105,10 @@ def estimate_search_range(features, diameter: int, floor: float = 2.0, ceiling: 
     from scipy.spatial import cKDTree
 
     steps, spacing = [], []
-    frame = features["frame"].to_numpy()
-    order = np.argsort(frame, kind="stable")
-    xy = features[["x", "y"]].to_numpy()[order]
-    cuts = np.flatnonzero(np.diff(frame[order])) + 1
-    by_frame = dict(zip(frame[order][np.r_[0, cuts]].tolist(), np.split(xy, cuts))) if len(frame) else {}
+    from anomalousnet.tracking.localisation import rows_by_frame
+
+    xy = features[["x", "y"]].to_numpy()
+    by_frame = {f: xy[rows] for f, rows in rows_by_frame(features["frame"].to_numpy()).items()}
     for f, here in by_frame.items():
         there = by_frame.get(f + 1)
         if there is None or len(here) < 2 or len(there) < 1:

@@ -23,6 +23,14 @@ import numpy as np
 MAX_SHIFT = 1.0  # px: a fit that moves a spot further than this from its centroid keeps the centroid
 
 
+def rows_by_frame(frame: np.ndarray) -> dict[int, np.ndarray]:
+    """Row indices of each frame number, frames ascending, rows in their original order."""
+    frame = np.asarray(frame)
+    order = np.argsort(frame, kind="stable")
+    cuts = np.flatnonzero(np.diff(frame[order])) + 1
+    return dict(zip(frame[order][np.r_[0, cuts]].tolist(), np.split(order, cuts))) if len(frame) else {}
+
+
 def locate_frames(raw: np.ndarray, diameter: int, minmass: float, separation: float, percentile: float) -> list:
     """``trackpy.locate(frame, diameter, minmass, separation=separation, percentile=percentile,
     characterize=False)`` of every frame of the stack ``raw``, as one ``(y, x, mass)`` array per
@@ -72,14 +80,13 @@ def locate_frames(raw: np.ndarray, diameter: int, minmass: float, separation: fl
 def _close_maxima(pos: np.ndarray, frame: np.ndarray, separation: float, mass: np.ndarray) -> np.ndarray:
     """``trackpy.find.where_close(pos, separation, mass)`` of every frame at once: indices of
     maxima closer than ``separation`` to a brighter one (of two as bright, the one further
-    right and down). ``frame`` is sorted. The pairs of each frame come from its KD-tree as an
+    right and down). The pairs of each frame come from its KD-tree as an
     array (trackpy builds Python tuples: most of its time here)."""
     from scipy.spatial import cKDTree
 
     rescaled = pos / separation
-    cuts = np.flatnonzero(np.diff(frame)) + 1
-    pairs = [start + cKDTree(part, 30).query_pairs(1 - 1e-7, output_type="ndarray")
-             for start, part in zip(np.r_[0, cuts], np.split(rescaled, cuts)) if len(part) > 1]
+    pairs = [rows[cKDTree(rescaled[rows], 30).query_pairs(1 - 1e-7, output_type="ndarray")]
+             for rows in rows_by_frame(frame).values() if len(rows) > 1]
     pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
     if len(pairs) == 0:
         return np.zeros(0, np.int64)
@@ -380,8 +387,7 @@ def split_merged(features, image: np.ndarray, sigma: float, mass_ratio: float = 
     else:
         frames = np.asarray(frames)
         median = np.empty(len(mass))
-        order = np.argsort(frames, kind="stable")
-        for rows in np.split(order, np.flatnonzero(np.diff(frames[order])) + 1):
+        for rows in rows_by_frame(frames).values():
             median[rows] = np.median(mass[rows])
     cand = np.flatnonzero(mass >= mass_ratio * median)
     if len(cand) == 0:

@@ -180,19 +180,13 @@ def fill_gaps(tracks, merge_radius: float = 0.0, merge_mass_ratio: float = 1.4):
     filled["merged"] = np.zeros(len(filled), bool)
     if merge_radius > 0 and filled["interpolated"].any():
         # numpy per frame (pandas' per-group indexing was most of the time on gappy videos)
-        spot_frame = tracks["frame"].to_numpy()
+        spots = localisation.rows_by_frame(tracks["frame"].to_numpy())
         spot_xy, spot_mass = tracks[["x", "y"]].to_numpy(float), tracks["mass"].to_numpy(float)
-        by_frame = np.argsort(spot_frame, kind="stable")
-        cuts = np.flatnonzero(np.diff(spot_frame[by_frame])) + 1
-        spots = dict(zip(spot_frame[by_frame][np.r_[0, cuts]].tolist(), np.split(by_frame, cuts))) \
-            if len(spot_frame) else {}
         xy, merged = filled[["x", "y"]].to_numpy(float), filled["merged"].to_numpy().copy()
         gaps = np.flatnonzero(filled["interpolated"].to_numpy())
-        gap_frame = filled["frame"].to_numpy()[gaps]
-        order = np.argsort(gap_frame, kind="stable")
-        gap_cuts = np.flatnonzero(np.diff(gap_frame[order])) + 1
-        for rows in np.split(gaps[order], gap_cuts):
-            here = spots.get(int(filled["frame"].iat[rows[0]]))
+        for frame, rows in localisation.rows_by_frame(filled["frame"].to_numpy()[gaps]).items():
+            rows = gaps[rows]
+            here = spots.get(frame)
             if here is None:
                 continue
             mass = spot_mass[here]
