@@ -20,16 +20,20 @@ from anomalousnet.batch.summary import Summary
 from anomalousnet.core.trajectories import Trajectories
 from anomalousnet.io import store as st
 from anomalousnet.io.andi_files import TrajectoryLabel, find_public, labels_from_segments
+from anomalousnet.segments.zones import ZoneOptions, zone_stage_by
 
 METHODS = ("model", "classical", "naive")
 
 
-def model_method(spec: str = "default", options=None, batch_size: int = 1024):
+def model_method(spec: str = "default", options=None, batch_size: int = 1024, zones=ZoneOptions()):
     """The AnomalousNet pipeline as a method: per-frame predictions of the model bundle
     ``spec`` (:func:`anomalousnet.networks.predict.predict`), then change points and segments
-    (:func:`anomalousnet.segments.segmentation.segment_trajectories`). Tracks for which the network
-    only gives its documented fallback (too short) get no label here, so the submission
-    writer counts them as fallbacks."""
+    (:func:`anomalousnet.segments.segmentation.segment_trajectories`), then the field-of-view
+    stage (:func:`anomalousnet.segments.zones.zone_stage_by`, per value of the ``fov`` track
+    column when the trajectories of several FOVs come together, its verdicts pooled over the
+    ``experiment`` column when there is one; ``zones=None``: off). Tracks
+    for which the network only gives its documented fallback (too short) get no label here,
+    so the submission writer counts them as fallbacks."""
     from anomalousnet.networks.bundle import load_bundle
     from anomalousnet.networks.predict import predict, with_predictions
     from anomalousnet.segments.segmentation import SegmentOptions, segment_trajectories
@@ -39,7 +43,12 @@ def model_method(spec: str = "default", options=None, batch_size: int = 1024):
 
     def method(traj: Trajectories) -> list[TrajectoryLabel]:
         pred = predict(bundle, traj, batch_size=batch_size)
-        labels = labels_from_segments(segment_trajectories(with_predictions(traj, pred), options))
+        predicted = with_predictions(traj, pred)
+        segments = segment_trajectories(predicted, options)
+        if zones is not None:
+            segments = zone_stage_by(predicted, segments, "fov" if "fov" in traj.tracks else None, zones,
+                                     pool="experiment" if "experiment" in traj.tracks else None)[0]
+        labels = labels_from_segments(segments)
         fallback = np.asarray(pred["fallback"], bool)
         skip = set(traj.tracks["particle"][fallback].tolist())
         return [l for l in labels if l.idx not in skip]

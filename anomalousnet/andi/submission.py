@@ -73,7 +73,9 @@ def run_public(public_dir: os.PathLike | str, sub_dir: os.PathLike | str, method
     ``method(traj: Trajectories) -> list[TrajectoryLabel]`` predicts the segments of the
     trajectories it is given (indices = ``traj.tracks["particle"]``). Track-2 FOVs are given
     to it together, up to ``batch_tracks`` trajectories per call (a network predicts faster
-    in large batches); if it fails on a batch, each FOV is retried alone.
+    in large batches; an experiment's FOVs always in one call), with ``fov`` and
+    ``experiment`` track columns telling them apart (for per-FOV stages); if it fails on a
+    batch, each FOV is retried alone.
     ``tracker(video: Path) -> Trajectories`` (track 1 only) tracks a video; its tracks carry
     ``vip`` (the VIP index, -1 for others). Track 2 gets a line for every trajectory of the
     CSV, track 1 exactly one per VIP index; the ensemble file of each experiment summarises
@@ -105,7 +107,9 @@ def run_public(public_dir: os.PathLike | str, sub_dir: os.PathLike | str, method
         t0 = time.perf_counter()
         for i, fov in enumerate(track2):
             pending.append((fov, read_andi_csv(fov.trajs)))
-            if sum(t.n_tracks for _, t in pending) >= batch_tracks or i == len(track2) - 1:
+            last = i == len(track2) - 1
+            # an experiment's FOVs go in one call: per-FOV stages pool their evidence over it
+            if last or (sum(t.n_tracks for _, t in pending) >= batch_tracks and track2[i + 1].exp != fov.exp):
                 for (f, traj), labels in zip(pending, _method_on_batch(method, pending, summary)):
                     lines = complete_labels(traj, labels, summary, 2)
                     write(f, lines, lines)
@@ -113,24 +117,22 @@ def run_public(public_dir: os.PathLike | str, sub_dir: os.PathLike | str, method
                 pending = []
                 timed(2, t0)
                 t0 = time.perf_counter()
-        for fov in (f for f in fovs if f.track == 1):
+        track1 = [f for f in fovs if f.track == 1]
+        for exp in sorted({f.exp for f in track1}):  # an experiment's videos in one method call, as above
             t0 = time.perf_counter()
-            vip = read_vip_idx(fov.vip)
-            try:
-                traj = tracker(fov.video)
-            except Exception as exc:  # noqa: BLE001 - reported; the FOV's VIPs still get (fallback) lines
-                log.warning("tracking %s failed (%s); fallback lines for its VIPs", fov.video, exc)
-                summary.failed[f"tracking {fov.video}"] = f"{type(exc).__name__}: {exc}"
-                traj = _no_tracks()
-            tracked_vip = _vip_tracks(traj)
-            labels = (_safe_method(method, traj, fov, summary) or []) if traj.n_tracks else []
-            by_particle = {l.idx: l for l in labels}
-            # relabel each VIP's (longest) track with its VIP index
-            vip_traj, vip_labels = _relabel_vips(traj, tracked_vip, by_particle)
-            write(fov, complete_labels(vip_traj, vip_labels, summary, 1, wanted=vip,
-                                       default_T=_video_frames(fov.video)), labels)
+            tracked = [(fov, _tracked(tracker, fov, summary)) for fov in track1 if fov.exp == exp]
+            with_tracks = [(fov, traj) for fov, traj in tracked if traj.n_tracks]
+            by_fov = dict(zip([f for f, _ in with_tracks], _method_on_batch(method, with_tracks, summary)
+                              if with_tracks else []))
+            for fov, traj in tracked:
+                labels = by_fov.get(fov) or []
+                by_particle = {l.idx: l for l in labels}
+                # relabel each VIP's (longest) track with its VIP index
+                vip_traj, vip_labels = _relabel_vips(traj, _vip_tracks(traj), by_particle)
+                write(fov, complete_labels(vip_traj, vip_labels, summary, 1, wanted=read_vip_idx(fov.vip),
+                                           default_T=_video_frames(fov.video)), labels)
             timed(1, t0)
-            bar.update()
+            bar.update(len(tracked))
     for (track, exp), labels in sorted(seen_by_exp.items()):
         summary.written.append(write_ensemble(submission_path(sub_dir, track, exp) / ENSEMBLE_NAME,
                                               ensemble_from_labels(labels)))
@@ -149,8 +151,11 @@ def _method_on_batch(method, batch: list[tuple[Fov, Trajectories]], summary: Sum
     combined = Trajectories(
         np.concatenate([[0]] + [t.offsets[1:] + o for t, o in zip(trajs, offsets[:-1])]).astype(np.int64),
         {n: np.concatenate([np.asarray(t.points[n]) for t in trajs]) for n in names},
-        {"particle": np.arange(sum(t.n_tracks for t in trajs), dtype=np.int64)})
-    owner = np.repeat(np.arange(len(trajs)), [t.n_tracks for t in trajs])
+        {"particle": np.arange(sum(t.n_tracks for t in trajs), dtype=np.int64),
+         # per-FOV stages group by these
+         "fov": np.repeat(np.arange(len(trajs)), [t.n_tracks for t in trajs]),
+         "experiment": np.repeat([f.exp for f, _ in batch], [t.n_tracks for t in trajs])})
+    owner = np.asarray(combined.tracks["fov"])
     original = np.concatenate([t.tracks["particle"] for t in trajs])
     try:
         labels = method(combined)
@@ -162,6 +167,16 @@ def _method_on_batch(method, batch: list[tuple[Fov, Trajectories]], summary: Sum
         if 0 <= label.idx < len(owner):
             out[owner[label.idx]].append(dataclasses.replace(label, idx=int(original[label.idx])))
     return out
+
+
+def _tracked(tracker, fov: Fov, summary: Summary) -> Trajectories:
+    """The tracks of a track-1 video, or none (reported in ``summary``) when tracking fails."""
+    try:
+        return tracker(fov.video)
+    except Exception as exc:  # noqa: BLE001 - reported; the FOV's VIPs still get (fallback) lines
+        log.warning("tracking %s failed (%s); fallback lines for its VIPs", fov.video, exc)
+        summary.failed[f"tracking {fov.video}"] = f"{type(exc).__name__}: {exc}"
+        return _no_tracks()
 
 
 def _video_frames(path: Path, default: int = 200) -> int:

@@ -97,6 +97,16 @@ class Trajectories:
         """The same trajectories with per-point ``columns`` added (or replaced), e.g. predictions."""
         return Trajectories(self.offsets, {**self.points, **columns}, self.tracks)
 
+    def select(self, rows: np.ndarray) -> "Trajectories":
+        """The tracks at ``rows`` (indices, in the order given), with all their columns."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = self.lengths[rows]
+        starts = self.offsets[rows]
+        index = np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(lengths.sum())
+        return Trajectories(np.r_[0, np.cumsum(lengths)].astype(np.int64),
+                            {n: np.asarray(c)[index] for n, c in self.points.items()},
+                            {n: np.asarray(c)[rows] for n, c in self.tracks.items()})
+
     def to_dataframe(self):
         """Tidy long form (particle, frame, x, y, ...), as trackpy writes it."""
         import pandas as pd
