@@ -26,6 +26,9 @@ def segment_options(func):
                         help="Sliding-window width of the change-point detector, frames.")(func)
     func = click.option("--penalty", type=click.FloatRange(min=0, min_open=True), default=d.penalty,
                         show_default=True, help="Change-point penalty (L2 cost drop a change point must bring).")(func)
+    func = click.option("--zones/--no-zones", default=True, show_default=True,
+                        help="The field-of-view stage: find where slow motion is confined (zones.csv) and "
+                             "decide confined vs slow free from the whole FOV.")(func)
     return func
 
 
@@ -103,11 +106,12 @@ def fill_gaps_option(func):
               help="CSV inputs: the columns holding particle, frame, x and y, when not named so (trackpy's "
                    "and TrackMate's exports, TRACK_ID, FRAME, POSITION_X, POSITION_Y, are recognised).")
 def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalty, width, min_dwell, noise, state_prior,
-          workers, scheduler_file, report, diameter, minmass, search_range, separation, memory, min_length, fill_gaps,
+          zones, workers, scheduler_file, report, diameter, minmass, search_range, separation, memory, min_length, fill_gaps,
           csv_columns):
     """The main job: track (videos) -> predict -> change points -> ensemble -> write.
 
     Writes RESULTS/store (HDF5 results store), RESULTS/segments.csv, RESULTS/ensemble.csv,
+    RESULTS/zones.csv (zones of the field-of-view stage),
     RESULTS/ensemble/*.txt (AnDi-2 layout), RESULTS/summary.json and, with --report,
     RESULTS/figures/*.png. Exit status 1 when an input could not be processed (named on
     stderr; the others are processed).
@@ -123,6 +127,7 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
     from anomalousnet.batch import pipeline
     from anomalousnet.networks.bundle import BundleError
     from anomalousnet.segments.segmentation import SegmentOptions
+    from anomalousnet.segments.zones import ZoneOptions
 
     try:
         nan = float("nan")
@@ -141,6 +146,7 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
         raise click.BadParameter(str(exc), param_hint="--columns") from None
     options = pipeline.InferOptions(model=model, batch_size=batch_size, pixel_size_um=pixel_size,
                                     frame_interval_s=frame_interval, segment=seg, report=report, workers=workers,
+                                    zones=ZoneOptions() if zones else None,
                                     scheduler_file=scheduler_file, track_options=track, fill_gaps=fill_gaps,
                                     csv_columns=columns, min_length=min_length)
     try:
@@ -180,12 +186,12 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
 @click.option("--report", is_flag=True, help="Also redraw the figures (RESULTS/figures/); without it, "
               "figures drawn from the old segments are removed.")
 @dask_options
-def segment(inputs, out_dir, pixel_size, frame_interval, penalty, width, min_dwell, noise, state_prior, report,
-            workers, scheduler_file):
+def segment(inputs, out_dir, pixel_size, frame_interval, penalty, width, min_dwell, noise, state_prior, zones,
+            report, workers, scheduler_file):
     """Change points alone, on stores that already hold predictions (e.g. RESULTS/store).
 
-    Recomputes each shard's segments and ensemble tables in place (atomically) and
-    rewrites segments.csv and ensemble.csv. (Results stores have no frame gaps: CSVs with
+    Recomputes each shard's segments, ensemble and zones tables in place (atomically) and
+    rewrites segments.csv, ensemble.csv and zones.csv. (Results stores have no frame gaps: CSVs with
     gaps are read by `infer --fill-gaps`.)
     """
     warn_one_scale(pixel_size, frame_interval)
@@ -193,6 +199,7 @@ def segment(inputs, out_dir, pixel_size, frame_interval, penalty, width, min_dwe
     from anomalousnet.batch.inputs import expand_inputs
     from anomalousnet.io import store as st
     from anomalousnet.segments.segmentation import SegmentOptions
+    from anomalousnet.segments.zones import ZoneOptions
 
     try:
         seg = SegmentOptions(penalty=penalty, width=width, min_dwell=min_dwell, noise=noise, state_prior=state_prior)
@@ -205,7 +212,8 @@ def segment(inputs, out_dir, pixel_size, frame_interval, penalty, width, min_dwe
         try:
             paths = pipeline.segment_store(store_dir, seg, out_dir, workers=workers or 1,
                                            scheduler_file=scheduler_file, pixel_size_um=pixel_size,
-                                           frame_interval_s=frame_interval, report=report)
+                                           frame_interval_s=frame_interval, report=report,
+                                           zones=ZoneOptions() if zones else None)
         except st.StoreError as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(f"segmented {len(paths)} shard(s) of {store_dir}")

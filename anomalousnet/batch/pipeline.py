@@ -50,6 +50,7 @@ from anomalousnet.core.trajectories import Trajectories
 from anomalousnet.io import store as st
 from anomalousnet.io.andi_files import TrajectoryFileError, read_andi_csv
 from anomalousnet.segments.segmentation import SegmentOptions, segment_trajectories, with_frames, with_quality
+from anomalousnet.segments.zones import ZoneOptions, empty_zones, zone_stage
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class InferOptions:
     pixel_size_um, frame_interval_s: physical units of the inputs (None: unknown); with
         both, segments.csv also gives K in um^2/s^alpha.
     segment: change-point options.
+    zones: options of the field-of-view stage (anomalousnet.segments.zones; None: off).
     report: write a PNG figure per FOV.
     workers, scheduler_file: Dask cluster for tracking and change points (see
         anomalousnet.batch.cluster.dask_client); workers=1 runs change points in-process.
@@ -82,6 +84,7 @@ class InferOptions:
     pixel_size_um: float | None = None
     frame_interval_s: float | None = None
     segment: SegmentOptions = SegmentOptions()
+    zones: ZoneOptions | None = ZoneOptions()
     report: bool = False
     workers: int | None = None
     scheduler_file: str | None = None
@@ -171,10 +174,21 @@ def load_source(source: Source, fill_gaps: bool = False, csv_columns: dict | Non
 
 # ----------------------------------------------------------------------------- one FOV
 
+def fov_segments(predicted: Trajectories, options: SegmentOptions, zones: ZoneOptions | None, client=None
+                 ) -> tuple[dict, dict]:
+    """Segments of one FOV's trajectories (with predictions), then its field-of-view stage:
+    (segments, zones table)."""
+    segments = segment_trajectories(predicted, options, client=client, progress=False)
+    if zones is None:
+        return segments, empty_zones()
+    result = zone_stage(predicted, segments, zones)
+    return result.segments, result.zones
+
+
 def analyse_fov(traj: Trajectories, bundle, options: InferOptions, client=None, timer=None
-                ) -> tuple[dict, dict, dict]:
-    """Predict, segment and summarise one FOV: (per-point predictions, segments, ensemble).
-    ``timer(stage, seconds)``, if given, receives the time of each stage."""
+                ) -> tuple[dict, dict, dict, dict]:
+    """Predict, segment and summarise one FOV: (per-point predictions, segments, ensemble,
+    zones). ``timer(stage, seconds)``, if given, receives the time of each stage."""
     from anomalousnet.networks.predict import predict, with_predictions
 
     timer = timer or (lambda stage, seconds: None)
@@ -182,17 +196,22 @@ def analyse_fov(traj: Trajectories, bundle, options: InferOptions, client=None, 
     preds = predict(bundle, traj, batch_size=options.batch_size)
     timer("predict", time.perf_counter() - t)
     t = time.perf_counter()
-    segments = segment_trajectories(with_predictions(traj, preds), options.segment, client=client, progress=False)
+    segments, zones = fov_segments(with_predictions(traj, preds), options.segment, options.zones, client)
     flagged = Trajectories(traj.offsets, traj.points, {**traj.tracks, "fallback": np.asarray(preds["fallback"], bool)})
     segments = with_quality(with_frames(segments, traj), flagged, options.min_length)
     ensemble = ens.ensemble_of(segments)
     timer("segment", time.perf_counter() - t)
-    return preds, segments, ensemble
+    return preds, segments, ensemble, zones
+
+
+def _zones_config(zones: ZoneOptions | None) -> dict | None:
+    return None if zones is None else dataclasses.asdict(zones)
 
 
 def config_key(bundle, options: InferOptions) -> str:
     """What a results shard depends on besides its input; a kept shard must match it."""
     key = {"model_sha256": bundle.sha256, "segment": dataclasses.asdict(options.segment),
+           "zones": _zones_config(options.zones),
            "pixel_size_um": options.pixel_size_um, "frame_interval_s": options.frame_interval_s,
            "fill_gaps": options.fill_gaps, "min_length": options.min_length}
     if options.csv_columns:
@@ -227,13 +246,13 @@ def process_source(source: Source, store_dir: Path, bundle, options: InferOption
     path = store_dir / source.name
     if traj.n_tracks == 0:
         raise TrajectoryFileError(source.origin, "no trajectories (nothing tracked or an empty file)")
-    preds, segments, ensemble = analyse_fov(traj, bundle, options, client, timer)
+    preds, segments, ensemble, zones = analyse_fov(traj, bundle, options, client, timer)
     t = time.perf_counter()
     tracks = {**traj.tracks, "fallback": np.asarray(preds["fallback"], dtype=bool)}
     units = {**st.DEFAULT_UNITS, "pred_alpha": "1", "pred_K": "px^2/frame^alpha", "pred_state": "0 immobile, "
              "1 confined, 2 free, 3 directed", **{c: "probability" for c in STATE_PROB_COLUMNS}}
     parameters = {"model": str(bundle.path), "model_sha256": bundle.sha256, "batch_size": options.batch_size,
-                  "segment": dataclasses.asdict(options.segment)}
+                  "segment": dataclasses.asdict(options.segment), "zones": _zones_config(options.zones)}
     attrs = st.provenance("infer", parameters, source_attrs.pop("source_path"), source_attrs.pop("source_sha256"),
                           units=units, pixel_size_um=_nan(options.pixel_size_um),
                           frame_interval_s=_nan(options.frame_interval_s))
@@ -242,7 +261,7 @@ def process_source(source: Source, store_dir: Path, bundle, options: InferOption
                   "config": config_key(bundle, options), "device": compute_device()})
     written = st.write_shard(path, Trajectories(traj.offsets, with_predictions(traj, preds).points, tracks),
                              kind="results", attrs=attrs,
-                             tables={"segments": segments, "ensemble": ensemble})
+                             tables={"segments": segments, "ensemble": ensemble, "zones": zones})
     timer("write", time.perf_counter() - t)
     return written
 
@@ -388,10 +407,10 @@ def _write_index(store_dir: Path, attrs: dict) -> Path:
 def segment_store(store_dir: os.PathLike | str, options: SegmentOptions = SegmentOptions(),
                   out_dir: os.PathLike | str | None = None, workers: int | None = 1,
                   scheduler_file: str | None = None, pixel_size_um: float | None = None,
-                  frame_interval_s: float | None = None, progress: bool = True, report: bool = False
-                  ) -> list[Path]:
-    """Change points alone: recompute the segments and ensemble tables of every shard of
-    a store that holds predictions (each shard rewritten atomically), then write
+                  frame_interval_s: float | None = None, progress: bool = True, report: bool = False,
+                  zones: ZoneOptions | None = ZoneOptions()) -> list[Path]:
+    """Change points alone: recompute the segments, ensemble and zones tables of every shard
+    of a store that holds predictions (each shard rewritten atomically), then write
     segments.csv and ensemble.csv into ``out_dir`` (default: the store's parent folder)
     and, with ``report``, the figures (``out_dir/figures``); without it, figures drawn from
     the old segments are removed. Raises StoreError (naming the shard) when a shard has no
@@ -408,17 +427,18 @@ def segment_store(store_dir: os.PathLike | str, options: SegmentOptions = Segmen
             missing = [c for c in REQUIRED_PRED_COLUMNS if c not in shard.trajectories.points]
             if missing:
                 raise st.StoreError(path, f"no predictions ({', '.join(missing)} missing): run `infer` first")
-            segments = segment_trajectories(shard.trajectories, options, client=client)
+            segments, zone_table = fov_segments(shard.trajectories, options, zones, client)
             attrs = dict(shard.attrs)
             min_length = json.loads(attrs.get("config") or "{}").get("min_length", 1)  # as `infer` had it
             segments = with_quality(with_frames(segments, shard.trajectories), shard.trajectories, min_length)
-            tables = {**shard.tables, "segments": segments, "ensemble": ens.ensemble_of(segments)}
+            tables = {**shard.tables, "segments": segments, "ensemble": ens.ensemble_of(segments),
+                      "zones": zone_table}
             params = json.loads(attrs.get("parameters") or "{}")
-            params["segment"] = dataclasses.asdict(options)
+            params["segment"], params["zones"] = dataclasses.asdict(options), _zones_config(zones)
             attrs["parameters"] = json.dumps(params, sort_keys=True, default=str)
             if "config" in attrs:
                 config = json.loads(attrs["config"])
-                config["segment"] = dataclasses.asdict(options)
+                config["segment"], config["zones"] = dataclasses.asdict(options), _zones_config(zones)
                 attrs["config"] = json.dumps(config, sort_keys=True)
             st.write_shard(path, shard.trajectories, kind=shard.attrs["kind"], attrs=attrs, tables=tables)
     st.write_index(store_dir, index.kind, st.provenance("segment", {"segment": dataclasses.asdict(options)}))

@@ -94,8 +94,8 @@ def fov_figure(shard: st.Shard, path: os.PathLike | str, n_examples: int = N_EXA
     K_label = "K (px^2/frame^alpha)"
     if all(units):  # both scales known (and not 0)
         K, K_label = physical_K(K, seg["alpha"], *units), "K (um^2/s^alpha)"
-    fig = plt.figure(figsize=(13, 12), constrained_layout=True)
-    grid = fig.add_gridspec(3, n_examples, height_ratios=[1, 1.3, 0.8])
+    fig = plt.figure(figsize=(13, 17), constrained_layout=True)
+    grid = fig.add_gridspec(4, n_examples, height_ratios=[1, 1.3, 0.8, 1.6])
     ax_alpha, ax_K = fig.add_subplot(grid[0, :n_examples // 2]), fig.add_subplot(grid[0, n_examples // 2:])
     present = [s for s in range(len(STATE_NAMES)) if np.any(counted & (seg["state"] == s))]
     K_bins = np.logspace(np.log10(max(K[counted].min(), 1e-6)) - 0.1, np.log10(max(K[counted].max(), 1e-6)) + 0.1,
@@ -158,6 +158,7 @@ def fov_figure(shard: st.Shard, path: os.PathLike | str, n_examples: int = N_EXA
     ax_xy.set_xlabel("x (px from each start; paths side by side)")
     ax_xy.set_ylabel("y (px from each start)")
     ax_xy.set_title(f"the {len(longest)} longest trajectories, coloured by their segments' state", fontsize=9)
+    _zone_map(fig.add_subplot(grid[3, :]), traj, seg, shard.tables.get("zones"))
     title = (f"{Path(str(shard.attrs.get('source_path', shard.path))).name}: {traj.n_tracks} trajectories, "
              f"{len(seg['start'])} segments")
     fig.suptitle(title + (f"\n{tracking}" if tracking else ""))
@@ -165,3 +166,30 @@ def fov_figure(shard: st.Shard, path: os.PathLike | str, n_examples: int = N_EXA
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     return path
+
+
+def _zone_map(ax, traj, seg, zones) -> None:
+    """The whole field of view: every trajectory, its points coloured by their segment's state,
+    and the zones of the field-of-view stage (confinement: blue circles, traps: grey)."""
+    from matplotlib.collections import LineCollection
+    from matplotlib.patches import Circle
+
+    state = np.zeros(traj.n_points, np.int64)
+    row_of = {p: i for i, p in enumerate(traj.tracks["particle"].tolist())}
+    for p, a, b, s in zip(seg["particle"].tolist(), seg["start"], seg["end"], seg["state"]):
+        o = traj.offsets[row_of[p]]
+        state[o + a:o + b] = s
+    x, y = np.asarray(traj.points["x"]), np.asarray(traj.points["y"])
+    ax.add_collection(LineCollection([np.column_stack([x[a:b], y[a:b]]) for a, b in
+                                      zip(traj.offsets[:-1], traj.offsets[1:])], lw=0.3, color="k", alpha=0.25))
+    ax.scatter(x, y, s=1.5, c=[STATE_COLOURS[int(s) % 4] for s in state], linewidths=0)
+    n = 0 if zones is None else len(zones["x"])
+    for i in range(n):
+        colour = STATE_COLOURS[1] if zones["kind"][i] == "confinement" else STATE_COLOURS[0]
+        ax.add_patch(Circle((zones["x"][i], zones["y"][i]), zones["radius"][i], fill=False, lw=1.2, color=colour))
+    kinds = [] if zones is None else list(zones["kind"])
+    ax.set_title(f"field of view: every trajectory by state; zones found: {kinds.count('confinement')} "
+                 f"confinement (blue circles), {kinds.count('trap')} trap (grey)", fontsize=9)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel("x (px)")
+    ax.set_ylabel("y (px)")

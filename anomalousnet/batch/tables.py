@@ -1,4 +1,4 @@
-"""What the main job writes beside its results store: ``segments.csv``, ``ensemble.csv``, the
+"""What the main job writes beside its results store: ``segments.csv``, ``ensemble.csv``, ``zones.csv``, the
 AnDi-2 ``ensemble/FOV.txt`` files and the report figures, streamed one shard at a time."""
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from anomalousnet.core.names import STATE_NAMES
 from anomalousnet.io import store as st
 from anomalousnet.io.andi_files import EnsembleLabel, write_ensemble
 from anomalousnet.io.atomic import atomic_path
+from anomalousnet.segments.zones import ZONE_COLUMNS
 
 ENSEMBLE_DIR = "ensemble"
 # per segment, how far to trust it (anomalousnet.segments.segmentation.with_quality)
@@ -21,18 +22,21 @@ PHYSICAL_ENSEMBLE = {"K_mean_um2_per_s_alpha": "K_mean", "K_var_um4_per_s2alpha"
 
 
 def write_tables(shards: Iterable[Path], out_dir: Path, pixel_size_um: float | None = None,
-                 frame_interval_s: float | None = None) -> tuple[Path, Path]:
-    """segments.csv, ensemble.csv and ensemble/NAME.txt (AnDi-2 layout) from results
-    shards, streamed one shard at a time (memory stays flat); each file written atomically."""
+                 frame_interval_s: float | None = None) -> tuple[Path, Path, Path]:
+    """segments.csv, ensemble.csv, zones.csv and ensemble/NAME.txt (AnDi-2 layout) from
+    results shards, streamed one shard at a time (memory stays flat); each file written
+    atomically."""
     import pandas as pd
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / ENSEMBLE_DIR).mkdir(exist_ok=True)
-    seg_path, ens_path = out_dir / "segments.csv", out_dir / "ensemble.csv"
+    seg_path, ens_path, zones_path = out_dir / "segments.csv", out_dir / "ensemble.csv", out_dir / "zones.csv"
     seg_columns = ["source", "fov", "particle", "start", "end", "frame_start", "alpha", "K", "state", "state_name"]
     physical = pixel_size_um is not None and frame_interval_s is not None
-    with atomic_path(seg_path) as seg_tmp, atomic_path(ens_path) as ens_tmp, \
-            open(seg_tmp, "w", newline="") as seg_file, open(ens_tmp, "w", newline="") as ens_file:
+    with atomic_path(seg_path) as seg_tmp, atomic_path(ens_path) as ens_tmp, atomic_path(zones_path) as zones_tmp, \
+            open(seg_tmp, "w", newline="") as seg_file, open(ens_tmp, "w", newline="") as ens_file, \
+            open(zones_tmp, "w", newline="") as zones_file:
+        zones_file.write(",".join(["source", "fov", *ZONE_COLUMNS]) + "\n")
         seg_file.write(",".join(seg_columns + list(QUALITY_COLUMNS) + (["K_um2_per_s_alpha"] if physical else []))
                        + "\n")
         ens_file.write(",".join(["source", "fov", *ens.ENSEMBLE_COLUMNS, "state_name"]
@@ -53,6 +57,10 @@ def write_tables(shards: Iterable[Path], out_dir: Path, pixel_size_um: float | N
                 df["K_um2_per_s_alpha"] = physical_K(df["K"].to_numpy(), df["alpha"].to_numpy(), pixel_size_um,
                                                      frame_interval_s)
             df.to_csv(seg_file, header=False, index=False)
+            zones = shard.tables.get("zones")
+            if zones is not None:  # results of an earlier version have none
+                pd.DataFrame({"source": source, "fov": path.stem, **{c: zones[c] for c in ZONE_COLUMNS}}).to_csv(
+                    zones_file, header=False, index=False)
             e = shard.tables.get("ensemble")
             if e is not None:
                 rows = pd.DataFrame({"source": source, "fov": path.stem, **{c: e[c] for c in ens.ENSEMBLE_COLUMNS}})
@@ -63,7 +71,7 @@ def write_tables(shards: Iterable[Path], out_dir: Path, pixel_size_um: float | N
                         rows[column] = rows["state"].map(dict(zip(e_phys["state"].tolist(), e_phys[source_column])))
                 rows.to_csv(ens_file, header=False, index=False)
                 write_ensemble(out_dir / ENSEMBLE_DIR / f"{path.stem}.txt", EnsembleLabel("predicted", ens.andi_matrix(e)))
-    return seg_path, ens_path
+    return seg_path, ens_path, zones_path
 
 
 def state_names(states) -> list[str]:

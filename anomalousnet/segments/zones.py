@@ -1,36 +1,50 @@
-"""The field-of-view stage: zones where slow motion is bound to a place, and the segment
-states they decide.
+"""The field-of-view stage: deciding confined against slow free motion from a whole FOV,
+and the zones where particles are confined.
 
 From one trajectory a particle confined in a compartment looks like a slowly diffusing free
-one. Across a field of view they differ: compartments are fixed in space, and a fast
-particle that reaches one is caught in it (it slows down), so fast motion never crosses a
-compartment; slow free motion (a second diffusive state, a dimer) happens anywhere, and fast
-particles cross its places as often as any other.
+one. A field of view tells them apart in two ways:
+
+* **Capture.** A compartment catches the particles that reach it and rarely lets them go (a
+  particle leaves only through its boundary, which mostly reflects it): in the FOV, fast
+  motion turns slow far more often than slow turns fast. A second diffusive state, or a
+  dimer, is left as often as it is entered. This holds whether compartments are shared by all
+  particles or are each particle's own (andi-datasets draws them per particle).
+* **A shared map.** Where compartments are shared, a fast particle that reaches one is caught,
+  so fast motion never crosses the places where other particles were slow; it crosses the
+  places of slow free motion as often as any other.
 
 The stage, per FOV:
 
-1. **Slow segments**: called confined, or called free with K below ``slow_ratio`` x the FOV's
-   fast K (the frame-weighted ``fast_quantile`` of the mobile segments' K), and at least
-   ``min_frames`` long.
-2. **Candidate zones**: slow segments whose discs (centroid, 95th-percentile radius +
+1. **Slow segments**: called confined, called free with K below ``slow_ratio`` x the FOV's
+   fast K (the frame-weighted ``fast_quantile`` of the mobile segments' K), or called
+   immobile with a clearly growing MSD (K above ``immobile_ratio`` x fast K: slow motion, not
+   a particle held in place); at least ``min_frames`` long. A slow segment with a partner
+   (another track within ``pair_distance`` px for ``pair_share`` of its frames) is a dimer:
+   free.
+2. **Zones**: the other slow segments whose discs (centroid, 95th-percentile radius +
    ``margin``) overlap are joined; a zone is the disc around all their points.
-3. **Evidence**: the fast points (measured points of fast free segments, except within
-   ``edge_frames`` of a slow segment of the same track, where a change point may sit a frame
-   off) inside the zone, ``k``, against the number a place of that size receives in this FOV,
-   ``lam`` (the FOV's fast-point density x the zone's area). A compartment leaks fast points
-   only at ``leak`` x ``lam``; a place with no compartment receives ``Poisson(lam)``. The log
-   likelihood ratio ``k ln(leak) + lam (1 - leak)`` above ``log_odds`` accepts the zone, below
-   ``-log_odds`` rejects it; in between it is undecided. A zone wider than ``max_radius`` is
-   rejected.
-4. **The FOV's verdict**: *zoned* when the decided zones hold more frames accepted than
-   rejected, *free* when rejected ones dominate, *undecided* when none is decided. Undecided
-   zones follow the verdict.
-5. **States**: a confined or free segment with at least half of its frames inside accepted
-   zones becomes confined; any other confined segment becomes free, unless the FOV is
-   undecided (the networks' calls then stand). Immobile and directed segments are left as they
-   are. Alpha, K and change points are not changed.
+3. **Crossing evidence** per zone: the fast points (local motion over ``window`` steps each
+   side, except within ``edge_frames`` of a slow segment of the same track) in the zone's core
+   (the ``core_percentile`` radius of its points), ``k``, against the number the density of
+   fast points around it (a ring out to ``ring`` radii) predicts, ``lam``. A compartment lets
+   in ``leak`` x ``lam``; a place without one ``lam``: log likelihood ratio
+   ``k ln(leak) + lam (1 - leak)`` (minus infinity wider than ``max_radius``).
+4. **Capture evidence** of the FOV: entries (fast -> slow) and exits (slow -> fast) of the slow
+   segments; the log likelihood ratio of exits at ``escape`` x the entry rate against exits at
+   the entry rate.
+5. **Verdict.** A FOV with a shared map (at least two zones above ``zone_odds``, together above
+   ``shared_odds``) is *zoned*, and its zones above ``log_odds`` are its compartments. Otherwise
+   the evidence (capture + the convincing zones; pooled over the FOVs of one condition by
+   :func:`zone_stage_by`) above ``zoned_odds`` makes it *zoned* with every zone a compartment,
+   below ``-free_odds`` *free* (no compartments), in between *undecided*.
+6. **States.** Zoned: the slow segments of compartments are confined, every other confined
+   call free. Free: every confined call is free. Undecided: the networks' calls stand. Dimers
+   and moving "immobile" calls are free (alpha back to the networks' value) in every case.
+   Directed and truly immobile segments, K and change points are not changed.
 
-:func:`zone_stage` runs it on one FOV; :func:`zone_stage_by` on a table of several FOVs.
+The zones table lists the compartments (kind ``confinement``) and the places of immobile
+segments (kind ``trap``). :func:`zone_stage` runs the stage on one FOV; :func:`zone_stage_by`
+on the FOVs of a table.
 """
 from __future__ import annotations
 
@@ -49,45 +63,51 @@ VERDICTS = ("zoned", "free", "undecided")
 
 @dataclasses.dataclass(frozen=True)
 class ZoneOptions:
-    """Settings of the field-of-view stage (see the module docstring).
+    """Settings of the field-of-view stage (the module docstring says how each is used).
 
-    slow_ratio: a free segment is slow when its K is below this share of the FOV's fast K.
-    fast_quantile: the frame-weighted quantile of the mobile segments' K taken as fast K.
-    min_frames: shortest slow segment that can make a zone, frames.
-    margin: added to a zone's 95th-percentile radius (localisation noise, the unexplored
-        rim), px.
-    edge_frames: fast points this close (frames) to a slow segment of the same track are
-        not counted as evidence (a change point may be placed a frame or two off).
-    leak: the share of the expected fast points a real zone still shows (misplaced change
-        points, noise).
-    log_odds: the log likelihood ratio that decides a zone either way.
-    max_radius: wider candidate zones are rejected, px.
+    Slow segments: slow_ratio, fast_quantile, immobile_ratio, min_frames (frames). Dimers:
+    pair_distance (px), pair_share. Zones: margin (px, added to the 95th-percentile radius
+    for localisation noise and the unexplored rim), max_radius (px). Crossing evidence:
+    window (steps each side of a point that say whether it is fast), edge_frames (fast points
+    this close to a slow segment of their own track are not counted: a change point may sit
+    off, and a particle hovers around its own compartment), core_percentile, ring (radii),
+    leak, log_odds, zone_odds, shared_odds. Capture evidence and verdict: escape, zoned_odds,
+    free_odds. The defaults were chosen on simulated AnDi-2 data of tuning seeds
+    (``benchmarks/TUNING.md``).
     """
 
     slow_ratio: float = 0.3
-    immobile_ratio: float = 0.005
-    window: int = 2
     fast_quantile: float = 0.9
+    immobile_ratio: float = 0.005
     min_frames: int = 10
+    pair_distance: float = 1.5
+    pair_share: float = 0.8
     margin: float = 0.5
-    edge_frames: int = 3
+    max_radius: float = 20.0
+    window: int = 2
+    edge_frames: int = 15
+    core_percentile: float = 80.0
+    ring: float = 3.0
     leak: float = 0.05
     log_odds: float = 3.0
-    max_radius: float = 20.0
-    escape: float = 0.15
+    zone_odds: float = 6.0
     shared_odds: float = 10.0
+    escape: float = 0.15
     zoned_odds: float = 1.0
     free_odds: float = 3.0
-    pair_distance: float = 2.0
-    pair_share: float = 0.5
 
     def __post_init__(self):
         if not 0 < self.slow_ratio < 1 or not 0 < self.fast_quantile <= 1 or not 0 < self.leak < 1:
             raise ValueError(f"slow_ratio, fast_quantile and leak must be in (0, 1), got {self.slow_ratio}, "
                              f"{self.fast_quantile}, {self.leak}")
-        if self.min_frames < 2 or self.margin < 0 or self.edge_frames < 0 or self.log_odds <= 0 \
-                or self.max_radius <= 0:
-            raise ValueError("min_frames must be >= 2; margin, edge_frames >= 0; log_odds, max_radius > 0")
+        if not 0 < self.escape < 1 or not 0 < self.pair_share <= 1 or not 0 < self.core_percentile <= 100:
+            raise ValueError(f"escape and pair_share must be in (0, 1], core_percentile in (0, 100], got "
+                             f"{self.escape}, {self.pair_share}, {self.core_percentile}")
+        if self.min_frames < 2 or self.window < 1 or self.ring <= 1 or min(self.margin, self.edge_frames) < 0 or \
+                min(self.log_odds, self.zone_odds, self.shared_odds, self.zoned_odds, self.free_odds,
+                    self.max_radius, self.pair_distance, self.immobile_ratio) <= 0:
+            raise ValueError("min_frames must be >= 2, window >= 1, ring > 1; margin and edge_frames >= 0; the odds, "
+                             "max_radius, pair_distance and immobile_ratio > 0")
 
 
 def empty_zones() -> dict[str, np.ndarray]:
@@ -168,20 +188,20 @@ def _partnered(traj: Trajectories, first: np.ndarray, last: np.ndarray, rows: np
 
 
 def _capture_llr(particle: np.ndarray, mobile: np.ndarray, slow: np.ndarray, frames: np.ndarray,
-                 escape: float) -> tuple[float, int, int]:
+                 escape: float) -> float:
     """Log likelihood ratio of *slow motion catches particles* (a particle leaves it at
     ``escape`` x the rate at which fast particles enter it, as in a compartment it rarely
     finds the way out of) against *slow and fast are two states visited alike* (it leaves at
     the entry rate). Counts entries (fast -> slow) and exits (slow -> fast) between adjacent
-    mobile segments of a track; returns (llr, entries, exits)."""
+    mobile segments of a track."""
     same = (particle[1:] == particle[:-1]) & mobile[1:] & mobile[:-1]
     entries = int(np.count_nonzero(same & ~slow[:-1] & slow[1:]))
     exits = int(np.count_nonzero(same & slow[:-1] & ~slow[1:]))
     fast_frames = frames[mobile & ~slow].sum()
     if fast_frames == 0:
-        return 0.0, entries, exits
+        return 0.0
     expected_exits = entries / fast_frames * frames[slow].sum()
-    return exits * np.log(escape) + expected_exits * (1 - escape), entries, exits
+    return float(exits * np.log(escape) + expected_exits * (1 - escape))
 
 
 def _zone_table(discs: list[tuple[float, float, float]], kind: str, segments: list[int], frames: list[int],
@@ -232,14 +252,12 @@ def zone_stage(traj: Trajectories, segments: Mapping[str, np.ndarray], options: 
                               options.pair_share)
     candidate = slow & ~paired
 
-    # shared map: do fast particles avoid the places where others were slow?
+    # crossing evidence: do fast particles avoid the places where others were slow?
     is_fast = _fast_points(traj, x, y, options.slow_ratio * 4 * k_fast, options.window) & ok \
         if mobile.any() else np.zeros(len(x), bool)
     for i in np.flatnonzero(slow):  # a change point may sit a frame or two off
         a, b = traj.offsets[rows[i]], traj.offsets[rows[i] + 1]
         is_fast[max(first[i] - options.edge_frames, a):min(last[i] + options.edge_frames, b)] = False
-    area = max(np.ptp(x[ok]) * np.ptp(y[ok]), 1.0) if ok.any() else 1.0
-    density = is_fast.sum() / area
     ids = np.flatnonzero(candidate)
     point_sets = [np.arange(first[i], last[i])[ok[first[i]:last[i]]] for i in ids]
     keep = [len(p) > 0 for p in point_sets]
@@ -252,34 +270,44 @@ def zone_stage(traj: Trajectories, segments: Mapping[str, np.ndarray], options: 
         mine = np.flatnonzero(labels == label)
         pts = np.concatenate([point_sets[m] for m in mine])
         cx, cy, radius = _disc(x[pts], y[pts], options.margin)
-        k = int(np.count_nonzero(np.hypot(fx - cx, fy - cy) <= radius))
-        lam = density * np.pi * radius ** 2
+        # evidence from the zone's core, where the slow points lie thickly: fast motion passing
+        # along the rim of a compartment is no evidence against it
+        core = float(np.percentile(np.hypot(x[pts] - cx, y[pts] - cy), options.core_percentile))
+        d = np.hypot(fx - cx, fy - cy)
+        k = int(np.count_nonzero(d <= core))
+        # the fast motion expected there: the density around the zone (a ring out to
+        # ``ring`` radii), so an edge of the cell or of the field counts as the emptier place it is
+        outer = options.ring * radius + 1.0
+        around = np.count_nonzero((d > radius) & (d <= outer)) / (np.pi * (outer ** 2 - radius ** 2))
+        lam = around * np.pi * core ** 2
         llr = -np.inf if radius > options.max_radius else k * np.log(options.leak) + lam * (1 - options.leak)
         zones.append((cx, cy, radius, k, lam))
         llrs.append(llr)
         members.append(ids[mine])
     llrs = np.array(llrs, np.float64)
-    shared = max(float(llrs.sum()), 0.0) if len(llrs) else 0.0
-    capture, entries, exits = _capture_llr(segments["particle"], mobile, candidate, frames, options.escape)
-    # a FOV without a shared map is no evidence against confinement: compartments may be each
-    # particle's own (andi-datasets draws them per particle), so only avoidance counts for it
+    # a shared map shows as places (two at least) each convincingly avoided by fast motion
+    shared = float(llrs[llrs > options.zone_odds].sum())
+    capture = _capture_llr(segments["particle"], mobile, candidate, frames, options.escape)
+    # crossed zones are no evidence against confinement (compartments may be each particle's
+    # own, as andi-datasets draws them): only avoided ones count, for it
     own = capture + shared
+    shared_map = shared > options.shared_odds and np.count_nonzero(llrs > options.zone_odds) >= 2
     total = own if log_odds is None else log_odds
-    verdict = "zoned" if total > options.zoned_odds else "free" if total < -options.free_odds else "undecided"
+    if shared_map:  # the FOV shows a shared map: each place is judged by its own evidence
+        verdict = "zoned"
+    else:
+        verdict = "zoned" if total > options.zoned_odds else "free" if total < -options.free_odds else "undecided"
 
     revised = state.copy()
     revised[moving | paired] = FREE
-    confined_zones = []
     if verdict == "zoned":
-        shared_map = shared > options.shared_odds
-        for zone, llr, segs in zip(zones, llrs, members):
-            if shared_map and llr < -options.log_odds:  # crossed by fast motion: not a place that confines
-                continue
-            revised[segs] = CONFINED
-            confined_zones.append((zone, segs))
-        crossed = np.setdiff1d(ids, np.concatenate([s for _, s in confined_zones] or [np.zeros(0, np.int64)]))
-        revised[crossed] = FREE
+        confined_zones = [(zone, segs) for zone, llr, segs in zip(zones, llrs, members)
+                          if not shared_map or llr > options.log_odds]  # on a shared map, only its places confine
+        inside = np.concatenate([s for _, s in confined_zones] or [np.zeros(0, np.int64)])
+        revised[inside] = CONFINED
+        revised[(revised == CONFINED) & ~np.isin(np.arange(n_seg), inside)] = FREE
     elif verdict == "free":
+        confined_zones = []
         revised[revised == CONFINED] = FREE
     else:  # undecided: the networks' confined calls stand; their places are the zones
         confined_zones = [(z, s[state[s] == CONFINED]) for z, s in zip(zones, members) if (state[s] == CONFINED).any()]
