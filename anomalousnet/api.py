@@ -71,7 +71,7 @@ def predict(trajectories: pd.DataFrame, model="default", fill_gaps: bool = False
 
 
 def analyse(trajectories: pd.DataFrame, model="default", fill_gaps: bool = False, batch_size: int = 1024,
-            **segment_options) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+            zones: bool = True, **segment_options) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The AnomalousNet pipeline on a trajectory table: ``(points, segments, ensemble)``.
 
     ``points``: as :func:`predict`. ``segments``: one row per segment: ``particle``,
@@ -81,18 +81,27 @@ def analyse(trajectories: pd.DataFrame, model="default", fill_gaps: bool = False
     frames. ``segment_options``: those of
     :class:`~anomalousnet.segments.segmentation.SegmentOptions` (``penalty``, ``width``,
     ``min_dwell``, ``noise``, ``state_prior``, ...).
+
+    The table is one field of view: with ``zones`` the field-of-view stage
+    (:mod:`anomalousnet.segments.zones`) decides confined against slow free motion from all its
+    trajectories, and ``segments.attrs["zones"]`` holds its zones, one dict per zone (``x``,
+    ``y``, ``radius``, ``kind``, ...; ``pd.DataFrame(segments.attrs["zones"])`` makes the table).
     """
     from anomalousnet.networks.predict import predict as predict_points
     from anomalousnet.networks.predict import with_predictions
-    from anomalousnet.segments.segmentation import SegmentOptions, segment_trajectories, with_frames
+    from anomalousnet.segments.segmentation import SegmentOptions, with_frames
+    from anomalousnet.segments.zones import ZoneOptions, segments_with_zones
 
     options = SegmentOptions(**segment_options)
     traj = _trajectories(trajectories, fill_gaps)
     preds = predict_points(_bundle(str(model)), traj, batch_size=batch_size)
-    segments = with_frames(segment_trajectories(with_predictions(traj, preds), options), traj)
+    segments, zone_table = segments_with_zones(with_predictions(traj, preds), options,
+                                               ZoneOptions() if zones else None)
+    segments = with_frames(segments, traj)
     segments_df = pd.DataFrame({c: segments[c] for c in ("particle", "start", "end", "frame_start", "alpha", "K",
                                                          "state")})
     segments_df["state_name"] = [STATE_NAMES[s] for s in segments_df["state"]]
+    segments_df.attrs["zones"] = pd.DataFrame(zone_table).to_dict("records")  # plain data: attrs are copied
     ensemble_df = pd.DataFrame(ens.fov_ensemble(segments))
     ensemble_df.insert(1, "state_name", [STATE_NAMES[s] for s in ensemble_df["state"]])
     return _points_table(traj, preds), segments_df, ensemble_df

@@ -31,6 +31,10 @@ def test_analyse_finds_a_change_of_K_and_returns_three_tables():
     assert first["K"].iloc[1] / first["K"].iloc[0] > 10  # slow then fast
     assert set(segments.columns) >= {"particle", "start", "end", "alpha", "K", "state", "state_name"}
     assert ensemble["weight"].sum() == pytest.approx(1.0) and "state_name" in ensemble
+    zones = pd.DataFrame(segments.attrs["zones"])  # the field-of-view stage's table (two tracks: nothing to map)
+    assert zones.empty or {"x", "y", "radius", "kind"} <= set(zones.columns)
+    _, unstaged, _ = anomalousnet.analyse(df, zones=False)
+    assert unstaged.attrs["zones"] == []
 
 
 def test_predict_scales_K_with_the_square_of_the_coordinates():

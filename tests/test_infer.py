@@ -53,6 +53,12 @@ def check_results(out, expected_fovs, bundle_sha):
         n_segments += len(seg["start"])
     table = pd.read_csv(out / "segments.csv")
     assert len(table) == n_segments
+    zones = pd.read_csv(out / "zones.csv")
+    for shard in st.iter_shards(out / "store"):
+        rows = zones[zones["fov"] == shard.path.stem]
+        assert len(rows) == len(shard.tables["zones"]["x"])
+        assert np.allclose(rows["radius"].to_numpy(), shard.tables["zones"]["radius"])
+        assert set(rows["kind"]) <= {"confinement", "trap"}
     ensemble = pd.read_csv(out / "ensemble.csv")
     for shard in st.iter_shards(out / "store"):  # the CSVs hold the shards' tables, column by column
         rows = ensemble[ensemble["fov"] == shard.path.stem]
@@ -226,6 +232,13 @@ def test_merge_refuses_a_folder_without_tables_or_with_other_columns_and_writes_
     assert not (tmp_path / "out").exists()
     merge_results([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
     assert (tmp_path / "out" / "segments.csv").read_text() == "x,y\n1,2\n3,4\n"
+    assert not (tmp_path / "out" / "zones.csv").exists()  # no folder has one (results of an earlier version)
+    (tmp_path / "a" / "zones.csv").write_text("zone,x\n0,1.5\n")
+    with pytest.raises(MergeError, match=r"b/zones\.csv: missing"):
+        merge_results([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+    (tmp_path / "b" / "zones.csv").write_text("zone,x\n0,2.5\n")
+    merge_results([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+    assert (tmp_path / "out" / "zones.csv").read_text() == "zone,x\n0,1.5\n0,2.5\n"
 
 
 def test_figures_never_outlive_the_segments_they_show(tmp_path):

@@ -257,8 +257,9 @@ def test_infer_pipeline_in_the_image_binds_its_paths_reruns_a_task_with_its_own_
         assert str(inputs.resolve()) in binds and task_dirs & set(binds), binds
 
     def merged_equals_the_tasks():
-        parts = [pd.read_csv(results / name / "segments.csv") for name in sources]
-        pd.testing.assert_frame_equal(pd.read_csv(results / "segments.csv"), pd.concat(parts, ignore_index=True))
+        for table in ("segments.csv", "zones.csv"):
+            parts = [pd.read_csv(results / name / table) for name in sources]
+            pd.testing.assert_frame_equal(pd.read_csv(results / table), pd.concat(parts, ignore_index=True))
         summary = json.loads((results / "summary.json").read_text())
         assert len(summary["written"]) + len(summary["kept"]) == 7 and not summary["failed"]
 

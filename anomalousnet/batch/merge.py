@@ -1,6 +1,6 @@
 """One set of tables for a run split over several results folders (the tasks of an `infer`
-job array): ``segments.csv`` and ``ensemble.csv`` concatenated in task order, and one
-``summary.json`` (written, kept and failed inputs of every task, seconds summed)."""
+job array): ``segments.csv``, ``ensemble.csv`` and ``zones.csv`` concatenated in task order,
+and one ``summary.json`` (written, kept and failed inputs of every task, seconds summed)."""
 from __future__ import annotations
 
 import json
@@ -12,6 +12,7 @@ from anomalousnet.core.errors import InputError
 from anomalousnet.io.atomic import atomic_path, write_text
 
 TABLES = ("segments.csv", "ensemble.csv")
+OPTIONAL_TABLES = ("zones.csv",)  # merged when every folder has it (results of earlier versions do not)
 
 
 class MergeError(InputError):
@@ -19,15 +20,17 @@ class MergeError(InputError):
 
 
 def merge_results(folders: Sequence[os.PathLike | str], out_dir: os.PathLike | str) -> dict[str, Path]:
-    """Write ``out_dir/segments.csv``, ``ensemble.csv`` and ``summary.json`` from the results
-    ``folders`` (in the order given). A folder without a table, or tables of other columns
-    (another version, other units), is an error naming it; nothing is written then."""
+    """Write ``out_dir/segments.csv``, ``ensemble.csv``, ``zones.csv`` (when every folder has
+    one) and ``summary.json`` from the results ``folders`` (in the order given). A folder
+    without a table, or tables of other columns (another version, other units), is an error
+    naming it; nothing is written then."""
     folders = [Path(f) for f in folders]
     if not folders:
         raise MergeError(Path(out_dir), "no results folder to merge")
+    tables = TABLES + tuple(n for n in OPTIONAL_TABLES if any((f / n).is_file() for f in folders))
     headers = {}
     for folder in folders:
-        for name in TABLES:
+        for name in tables:
             path = folder / name
             if not path.is_file():
                 raise MergeError(path, "missing: did this task finish?")
@@ -37,7 +40,7 @@ def merge_results(folders: Sequence[os.PathLike | str], out_dir: os.PathLike | s
                 raise MergeError(path, f"columns differ from {folders[0] / name}")
     out_dir = Path(out_dir)
     written = {}
-    for name in TABLES:
+    for name in tables:
         with atomic_path(out_dir / name) as tmp, open(tmp, "w") as out:
             out.write(headers[name])
             for folder in folders:

@@ -49,8 +49,8 @@ from anomalousnet.core.names import REQUIRED_PRED_COLUMNS, STATE_PROB_COLUMNS
 from anomalousnet.core.trajectories import Trajectories
 from anomalousnet.io import store as st
 from anomalousnet.io.andi_files import TrajectoryFileError, read_andi_csv
-from anomalousnet.segments.segmentation import SegmentOptions, segment_trajectories, with_frames, with_quality
-from anomalousnet.segments.zones import ZoneOptions, empty_zones, zone_stage
+from anomalousnet.segments.segmentation import SegmentOptions, with_frames, with_quality
+from anomalousnet.segments.zones import ZoneOptions, segments_with_zones
 
 log = logging.getLogger(__name__)
 
@@ -174,17 +174,6 @@ def load_source(source: Source, fill_gaps: bool = False, csv_columns: dict | Non
 
 # ----------------------------------------------------------------------------- one FOV
 
-def fov_segments(predicted: Trajectories, options: SegmentOptions, zones: ZoneOptions | None, client=None
-                 ) -> tuple[dict, dict]:
-    """Segments of one FOV's trajectories (with predictions), then its field-of-view stage:
-    (segments, zones table)."""
-    segments = segment_trajectories(predicted, options, client=client, progress=False)
-    if zones is None:
-        return segments, empty_zones()
-    result = zone_stage(predicted, segments, zones)
-    return result.segments, result.zones
-
-
 def analyse_fov(traj: Trajectories, bundle, options: InferOptions, client=None, timer=None
                 ) -> tuple[dict, dict, dict, dict]:
     """Predict, segment and summarise one FOV: (per-point predictions, segments, ensemble,
@@ -196,7 +185,7 @@ def analyse_fov(traj: Trajectories, bundle, options: InferOptions, client=None, 
     preds = predict(bundle, traj, batch_size=options.batch_size)
     timer("predict", time.perf_counter() - t)
     t = time.perf_counter()
-    segments, zones = fov_segments(with_predictions(traj, preds), options.segment, options.zones, client)
+    segments, zones = segments_with_zones(with_predictions(traj, preds), options.segment, options.zones, client)
     flagged = Trajectories(traj.offsets, traj.points, {**traj.tracks, "fallback": np.asarray(preds["fallback"], bool)})
     segments = with_quality(with_frames(segments, traj), flagged, options.min_length)
     ensemble = ens.ensemble_of(segments)
@@ -427,7 +416,7 @@ def segment_store(store_dir: os.PathLike | str, options: SegmentOptions = Segmen
             missing = [c for c in REQUIRED_PRED_COLUMNS if c not in shard.trajectories.points]
             if missing:
                 raise st.StoreError(path, f"no predictions ({', '.join(missing)} missing): run `infer` first")
-            segments, zone_table = fov_segments(shard.trajectories, options, zones, client)
+            segments, zone_table = segments_with_zones(shard.trajectories, options, zones, client)
             attrs = dict(shard.attrs)
             min_length = json.loads(attrs.get("config") or "{}").get("min_length", 1)  # as `infer` had it
             segments = with_quality(with_frames(segments, shard.trajectories), shard.trajectories, min_length)

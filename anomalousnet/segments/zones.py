@@ -43,8 +43,8 @@ The stage, per FOV:
    Directed and truly immobile segments, K and change points are not changed.
 
 The zones table lists the compartments (kind ``confinement``) and the places of immobile
-segments (kind ``trap``). :func:`zone_stage` runs the stage on one FOV; :func:`zone_stage_by`
-on the FOVs of a table.
+segments (kind ``trap``). :func:`zone_stage` runs the stage on one FOV, :func:`segments_with_zones` segments a FOV and
+runs it, :func:`zone_stage_by` runs it on the FOVs of a table.
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class ZoneOptions:
 
     slow_ratio: float = 0.3
     fast_quantile: float = 0.9
-    immobile_ratio: float = 0.005
+    immobile_ratio: float = 0.01
     min_frames: int = 10
     pair_distance: float = 1.5
     pair_share: float = 0.8
@@ -364,3 +364,17 @@ def zone_stage_by(traj: Trajectories, segments: Mapping[str, np.ndarray], column
             revised[c][mine] = results[fov].segments[c]
     return ({**segments, **revised}, {fov: r.zones for fov, r in results.items()},
             {fov: r.verdict for fov, r in results.items()})
+
+
+def segments_with_zones(predicted: Trajectories, options, zones: ZoneOptions | None = ZoneOptions(), client=None
+                        ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """One FOV's trajectories (with predictions) -> (segments, zones table): change points and
+    segments (:func:`anomalousnet.segments.segmentation.segment_trajectories` with
+    SegmentOptions ``options``), then the field-of-view stage (``zones=None``: none)."""
+    from anomalousnet.segments.segmentation import segment_trajectories
+
+    segments = segment_trajectories(predicted, options, client=client, progress=False)
+    if zones is None:
+        return segments, empty_zones()
+    result = zone_stage(predicted, segments, zones)
+    return result.segments, result.zones
