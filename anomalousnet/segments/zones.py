@@ -53,7 +53,7 @@ from typing import Mapping, NamedTuple
 
 import numpy as np
 
-from anomalousnet.core.names import CONFINED, FREE, IMMOBILE
+from anomalousnet.core.names import CONFINED, DIRECTED, FREE, IMMOBILE
 from anomalousnet.core.trajectories import Trajectories, measured_points
 
 ZONE_COLUMNS = ("zone", "x", "y", "radius", "kind", "segments", "frames", "fast_inside", "fast_expected")
@@ -193,7 +193,7 @@ def _capture_llr(particle: np.ndarray, mobile: np.ndarray, slow: np.ndarray, fra
     ``escape`` x the rate at which fast particles enter it, as in a compartment it rarely
     finds the way out of) against *slow and fast are two states visited alike* (it leaves at
     the entry rate). Counts entries (fast -> slow) and exits (slow -> fast) between adjacent
-    mobile segments of a track."""
+    moving (not immobile) segments of a track."""
     same = (particle[1:] == particle[:-1]) & mobile[1:] & mobile[:-1]
     entries = int(np.count_nonzero(same & ~slow[:-1] & slow[1:]))
     exits = int(np.count_nonzero(same & slow[:-1] & ~slow[1:]))
@@ -287,7 +287,8 @@ def zone_stage(traj: Trajectories, segments: Mapping[str, np.ndarray], options: 
     llrs = np.array(llrs, np.float64)
     # a shared map shows as places (two at least) each convincingly avoided by fast motion
     shared = float(llrs[llrs > options.zone_odds].sum())
-    capture = _capture_llr(segments["particle"], mobile, candidate, frames, options.escape)
+    # directed motion is fast motion too: leaving slow motion for it is an exit
+    capture = _capture_llr(segments["particle"], mobile | (state == DIRECTED), candidate, frames, options.escape)
     # crossed zones are no evidence against confinement (compartments may be each particle's
     # own, as andi-datasets draws them): only avoided ones count, for it
     own = capture + shared
