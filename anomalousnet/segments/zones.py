@@ -30,8 +30,9 @@ The stage, per FOV:
    in ``leak`` x ``lam``; a place without one ``lam``: log likelihood ratio
    ``k ln(leak) + lam (1 - leak)`` (minus infinity wider than ``max_radius``).
 4. **Capture evidence** of the FOV: entries (fast -> slow) and exits (slow -> fast) of the slow
-   segments; the log likelihood ratio of exits at ``escape`` x the entry rate against exits at
-   the entry rate.
+   segments, which alternate within a track. Two states visited alike make a transition an
+   exit with probability 1/2; a capture (exits at ``escape`` x the rate of entries) with
+   ``escape / (1 + escape)``: the log likelihood ratio of the two.
 5. **Verdict.** A FOV with a shared map (at least two zones above ``zone_odds``, together above
    ``shared_odds``) is *zoned*, and its zones above ``log_odds`` are its compartments. Otherwise
    the evidence (capture + the convincing zones; pooled over the FOVs of one condition by
@@ -187,21 +188,48 @@ def _partnered(traj: Trajectories, first: np.ndarray, last: np.ndarray, rows: np
     return out
 
 
-def _capture_llr(particle: np.ndarray, mobile: np.ndarray, slow: np.ndarray, frames: np.ndarray,
-                 escape: float) -> float:
-    """Log likelihood ratio of *slow motion catches particles* (a particle leaves it at
-    ``escape`` x the rate at which fast particles enter it, as in a compartment it rarely
-    finds the way out of) against *slow and fast are two states visited alike* (it leaves at
-    the entry rate). Counts entries (fast -> slow) and exits (slow -> fast) between adjacent
-    moving (not immobile) segments of a track."""
-    same = (particle[1:] == particle[:-1]) & mobile[1:] & mobile[:-1]
+def _capture_llr(particle: np.ndarray, moving: np.ndarray, slow: np.ndarray, escape: float) -> float:
+    """Log likelihood ratio of *slow motion catches particles* against *slow and fast motion
+    are two states visited alike*, from the transitions between adjacent moving (not immobile)
+    segments of a track: entries (fast -> slow) and exits (slow -> fast). Within a track they
+    alternate, so for two states visited alike an exit is as likely as an entry; where slow
+    motion catches particles (a compartment they rarely find the way out of: exits at
+    ``escape`` x the rate of entries), a transition is an exit with probability
+    ``escape / (1 + escape)``."""
+    same = (particle[1:] == particle[:-1]) & moving[1:] & moving[:-1]
     entries = int(np.count_nonzero(same & ~slow[:-1] & slow[1:]))
     exits = int(np.count_nonzero(same & slow[:-1] & ~slow[1:]))
-    fast_frames = frames[mobile & ~slow].sum()
-    if fast_frames == 0:
-        return 0.0
-    expected_exits = entries / fast_frames * frames[slow].sum()
-    return float(exits * np.log(escape) + expected_exits * (1 - escape))
+    return float(entries * np.log(2 / (1 + escape)) + exits * np.log(2 * escape / (1 + escape)))
+
+
+def _zones_and_crossings(x: np.ndarray, y: np.ndarray, is_fast: np.ndarray, ids: np.ndarray,
+                         point_sets: list[np.ndarray], options: ZoneOptions):
+    """The zones of the slow segments ``ids`` (points ``point_sets``): segments whose discs
+    overlap are joined. Returns per zone (x, y, radius, fast points in its core, fast points
+    expected there), its crossing log likelihood ratio and its segments."""
+    discs = np.array([_disc(x[p], y[p], options.margin) for p in point_sets]).reshape(-1, 3)
+    labels = _components(discs[:, :2], discs[:, 2]) if len(ids) else np.zeros(0, np.int64)
+    zones, llrs, members = [], [], []
+    fx, fy = x[is_fast], y[is_fast]
+    for label in np.unique(labels):
+        mine = np.flatnonzero(labels == label)
+        pts = np.concatenate([point_sets[m] for m in mine])
+        cx, cy, radius = _disc(x[pts], y[pts], options.margin)
+        # evidence from the zone's core, where the slow points lie thickly: fast motion passing
+        # along the rim of a compartment is no evidence against it
+        core = float(np.percentile(np.hypot(x[pts] - cx, y[pts] - cy), options.core_percentile))
+        d = np.hypot(fx - cx, fy - cy)
+        k = int(np.count_nonzero(d <= core))
+        # the fast motion expected there: the density around the zone (a ring out to
+        # ``ring`` radii), so an edge of the cell or of the field counts as the emptier place it is
+        outer = options.ring * radius + 1.0
+        around = np.count_nonzero((d > radius) & (d <= outer)) / (np.pi * (outer ** 2 - radius ** 2))
+        lam = around * np.pi * core ** 2
+        llr = -np.inf if radius > options.max_radius else k * np.log(options.leak) + lam * (1 - options.leak)
+        zones.append((cx, cy, radius, k, lam))
+        llrs.append(llr)
+        members.append(ids[mine])
+    return zones, np.array(llrs, np.float64), members
 
 
 def _zone_table(discs: list[tuple[float, float, float]], kind: str, segments: list[int], frames: list[int],
@@ -262,33 +290,11 @@ def zone_stage(traj: Trajectories, segments: Mapping[str, np.ndarray], options: 
     point_sets = [np.arange(first[i], last[i])[ok[first[i]:last[i]]] for i in ids]
     keep = [len(p) > 0 for p in point_sets]
     ids, point_sets = ids[keep], [p for p, k in zip(point_sets, keep) if k]
-    discs = np.array([_disc(x[p], y[p], options.margin) for p in point_sets]).reshape(-1, 3)
-    labels = _components(discs[:, :2], discs[:, 2]) if len(ids) else np.zeros(0, np.int64)
-    zones, llrs, members = [], [], []
-    fx, fy = x[is_fast], y[is_fast]
-    for label in np.unique(labels):
-        mine = np.flatnonzero(labels == label)
-        pts = np.concatenate([point_sets[m] for m in mine])
-        cx, cy, radius = _disc(x[pts], y[pts], options.margin)
-        # evidence from the zone's core, where the slow points lie thickly: fast motion passing
-        # along the rim of a compartment is no evidence against it
-        core = float(np.percentile(np.hypot(x[pts] - cx, y[pts] - cy), options.core_percentile))
-        d = np.hypot(fx - cx, fy - cy)
-        k = int(np.count_nonzero(d <= core))
-        # the fast motion expected there: the density around the zone (a ring out to
-        # ``ring`` radii), so an edge of the cell or of the field counts as the emptier place it is
-        outer = options.ring * radius + 1.0
-        around = np.count_nonzero((d > radius) & (d <= outer)) / (np.pi * (outer ** 2 - radius ** 2))
-        lam = around * np.pi * core ** 2
-        llr = -np.inf if radius > options.max_radius else k * np.log(options.leak) + lam * (1 - options.leak)
-        zones.append((cx, cy, radius, k, lam))
-        llrs.append(llr)
-        members.append(ids[mine])
-    llrs = np.array(llrs, np.float64)
+    zones, llrs, members = _zones_and_crossings(x, y, is_fast, ids, point_sets, options)
     # a shared map shows as places (two at least) each convincingly avoided by fast motion
     shared = float(llrs[llrs > options.zone_odds].sum())
     # directed motion is fast motion too: leaving slow motion for it is an exit
-    capture = _capture_llr(segments["particle"], mobile | (state == DIRECTED), candidate, frames, options.escape)
+    capture = _capture_llr(segments["particle"], mobile | (state == DIRECTED), candidate, options.escape)
     # crossed zones are no evidence against confinement (compartments may be each particle's
     # own, as andi-datasets draws them): only avoided ones count, for it
     own = capture + shared
