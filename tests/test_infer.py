@@ -57,7 +57,7 @@ def check_results(out, expected_fovs, bundle_sha):
     for shard in st.iter_shards(out / "store"):
         rows = zones[zones["fov"] == shard.path.stem]
         assert len(rows) == len(shard.tables["zones"]["x"])
-        assert np.allclose(rows["radius"].to_numpy(), shard.tables["zones"]["radius"])
+        assert np.allclose(rows["radius"].to_numpy(float), shard.tables["zones"]["radius"])
         assert set(rows["kind"]) <= {"confinement", "trap"}
     ensemble = pd.read_csv(out / "ensemble.csv")
     for shard in st.iter_shards(out / "store"):  # the CSVs hold the shards' tables, column by column
