@@ -95,7 +95,8 @@ def analyse(trajectories: pd.DataFrame, model="default", fill_gaps: bool = False
     options = SegmentOptions(**segment_options)
     traj = _trajectories(trajectories, fill_gaps)
     preds = predict_points(_bundle(str(model)), traj, batch_size=batch_size)
-    segments, zone_table = segments_with_zones(with_predictions(traj, preds), options,
+    flagged = traj.with_tracks({"fallback": np.asarray(preds["fallback"], bool)})  # left out of the pooling
+    segments, zone_table = segments_with_zones(with_predictions(flagged, preds), options,
                                                ZoneOptions() if zones else None)
     segments = with_frames(segments, traj)
     segments_df = pd.DataFrame({c: segments[c] for c in ("particle", "start", "end", "frame_start", "alpha", "K",

@@ -31,11 +31,13 @@ def model_method(spec: str = "default", options=None, batch_size: int = 1024, zo
     (:func:`anomalousnet.segments.segmentation.segment_trajectories`), then the field-of-view
     stage (:func:`anomalousnet.segments.zones.zone_stage_by`, per value of the ``fov`` track
     column when the trajectories of several FOVs come together, its verdicts pooled over the
-    ``experiment`` column when there is one; ``zones=None``: off). Tracks
+    ``experiment`` column when there is one; ``zones=None``: off), then segment values pooled
+    per experiment (:func:`anomalousnet.segments.pooling.pool_by`). Tracks
     for which the network only gives its documented fallback (too short) get no label here,
     so the submission writer counts them as fallbacks."""
     from anomalousnet.networks.bundle import load_bundle
     from anomalousnet.networks.predict import predict, with_predictions
+    from anomalousnet.segments.pooling import pool_by
     from anomalousnet.segments.segmentation import SegmentOptions, segment_trajectories
 
     bundle = load_bundle(spec)
@@ -48,6 +50,10 @@ def model_method(spec: str = "default", options=None, batch_size: int = 1024, zo
         if zones is not None:
             segments = zone_stage_by(predicted, segments, "fov" if "fov" in traj.tracks else None, zones,
                                      pool="experiment" if "experiment" in traj.tracks else None)[0]
+        if options.pool_values:  # over the FOVs of one experiment: one condition, one set of states
+            group = next((c for c in ("experiment", "fov") if c in traj.tracks), None)
+            segments = pool_by(predicted.with_tracks({"fallback": np.asarray(pred["fallback"], bool)}), segments,
+                               options, group)
         labels = labels_from_segments(segments)
         fallback = np.asarray(pred["fallback"], bool)
         skip = set(traj.tracks["particle"][fallback].tolist())

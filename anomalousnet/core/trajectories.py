@@ -97,6 +97,10 @@ class Trajectories:
         """The same trajectories with per-point ``columns`` added (or replaced), e.g. predictions."""
         return Trajectories(self.offsets, {**self.points, **columns}, self.tracks)
 
+    def with_tracks(self, columns: Mapping[str, np.ndarray]) -> "Trajectories":
+        """The same trajectories with per-track ``columns`` added (or replaced)."""
+        return Trajectories(self.offsets, self.points, {**self.tracks, **columns})
+
     def select(self, rows: np.ndarray) -> "Trajectories":
         """The tracks at ``rows`` (indices, in the order given), with all their columns."""
         rows = np.asarray(rows, dtype=np.int64)

@@ -65,6 +65,12 @@ class SegmentOptions:
     immobile_alpha_zero: segments called immobile get alpha 0, the AnDi-2 convention for a
         particle held in place (an MSD slope there measures only localisation noise). Their
         K stays the fit's (near 0).
+    pool_values: after the field-of-view stage, draw each segment's alpha and K toward the
+        mean of its FOV's segments of the same state and K cluster, the more the shorter
+        it is (:mod:`anomalousnet.segments.pooling`, empirical Bayes). alpha_error and
+        logk_error: (a, b) of a segment's error variance a + b / n_frames for alpha and
+        log10 K; split_decades: a state's segments are two groups when their log10 K
+        cluster that far apart; min_segments: smallest group pooled.
     """
 
     penalty: float = 16.0
@@ -81,6 +87,11 @@ class SegmentOptions:
     noise: float = ANDI_NOISE
     state_prior: tuple[float, float, float, float] = (1.0, 1.0, 3.5, 1.75)
     immobile_alpha_zero: bool = True
+    pool_values: bool = True
+    alpha_error: tuple[float, float] = (0.001, 0.96)
+    logk_error: tuple[float, float] = (0.002, 1.0)
+    split_decades: float = 0.5
+    min_segments: int = 3
 
     def __post_init__(self):
         if not self.penalty > 0:
@@ -94,6 +105,11 @@ class SegmentOptions:
         if self.step_weight < 0 or self.alpha_fit_frames < 0 or self.noise < 0:
             raise ValueError(f"step_weight, alpha_fit_frames and noise must be >= 0, got {self.step_weight}, "
                              f"{self.alpha_fit_frames}, {self.noise}")
+        if len(self.alpha_error) != 2 or len(self.logk_error) != 2 or \
+                not all(v >= 0 for v in (*self.alpha_error, *self.logk_error)) or \
+                not self.alpha_error[0] + self.alpha_error[1] > 0 or not self.logk_error[0] + self.logk_error[1] > 0:
+            raise ValueError(f"alpha_error and logk_error need two values >= 0, not both 0, got {self.alpha_error}, "
+                             f"{self.logk_error}")
         if len(self.state_prior) != N_STATES or not all(p > 0 for p in self.state_prior):
             raise ValueError(f"state_prior needs {N_STATES} positive values, got {self.state_prior}")
 

@@ -377,11 +377,17 @@ def segments_with_zones(predicted: Trajectories, options, zones: ZoneOptions | N
                         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """One FOV's trajectories (with predictions) -> (segments, zones table): change points and
     segments (:func:`anomalousnet.segments.segmentation.segment_trajectories` with
-    SegmentOptions ``options``), then the field-of-view stage (``zones=None``: none)."""
+    SegmentOptions ``options``), then the field-of-view stage (``zones=None``: none), then
+    the segment values pooled over the FOV (``options.pool_values``;
+    :mod:`anomalousnet.segments.pooling`; tracks flagged ``fallback`` left out)."""
+    from anomalousnet.segments.pooling import pool_by
     from anomalousnet.segments.segmentation import segment_trajectories
 
     segments = segment_trajectories(predicted, options, client=client, progress=False)
-    if zones is None:
-        return segments, empty_zones()
-    result = zone_stage(predicted, segments, zones)
-    return result.segments, result.zones
+    table = empty_zones()
+    if zones is not None:
+        result = zone_stage(predicted, segments, zones)
+        segments, table = result.segments, result.zones
+    if options.pool_values:
+        segments = pool_by(predicted, segments, options)
+    return segments, table

@@ -1,0 +1,106 @@
+"""Pooling segment values over a field of view (empirical Bayes).
+
+One segment's alpha and K are noisy: from a 200-frame segment the pipeline's alpha is off by
+about 0.08, from a 30-frame one by 0.2 (``benchmarks/TUNING.md``). The segments of one
+diffusive state of one FOV (or of one condition's FOVs) share their parameters up to the
+particles' own spread, so each value is drawn toward its group's mean, the more the noisier
+it is:
+
+* **Groups**: per group value (e.g. FOV or experiment) and called state (immobile segments
+  are left alone: alpha 0 and K near 0 by convention); a state whose segments' log10 K fall
+  into two clusters more than ``split_decades`` apart (Otsu's split, frame-weighted: e.g.
+  a dimer and a free monomer, both called free) is two groups.
+* **Shrinkage**, per group of at least ``min_segments`` segments, for alpha and for log10 K:
+  a segment of n frames has error variance ``s2 = a + b / n`` (``alpha_error``,
+  ``logk_error``: measured on simulated data of a tuning seed); the group's spread ``tau2``
+  is the mean of ``(value - mean)^2 - s2`` (at least 0) and its mean the inverse-variance
+  weighted mean, iterated; a value becomes ``mean + tau2 / (tau2 + s2) * (value - mean)``.
+  A group whose particles truly differ keeps its spread (large ``tau2``, little shrinkage);
+  one whose spread is all noise is drawn to its mean.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from anomalousnet.core.names import IMMOBILE
+
+
+def shrink(values: np.ndarray, s2: np.ndarray, iterations: int = 20) -> np.ndarray:
+    """Empirical-Bayes posterior means of ``values`` with error variances ``s2`` under a
+    normal prior whose mean and variance are estimated from them (moments, iterated)."""
+    values, s2 = np.asarray(values, np.float64), np.asarray(s2, np.float64)
+    w = 1.0 / s2
+    mean, tau2 = float(np.sum(w * values) / np.sum(w)), 0.0
+    for _ in range(iterations):
+        mean = float(np.sum(w * values) / np.sum(w))
+        tau2 = max(0.0, float(np.mean((values - mean) ** 2 - s2)))
+        w = 1.0 / (tau2 + s2)
+    return mean + tau2 / (tau2 + s2) * (values - mean)
+
+
+def k_clusters(logk: np.ndarray, weights: np.ndarray, split_decades: float, min_share: float = 0.05
+               ) -> list[np.ndarray]:
+    """Index arrays of one or two clusters of ``logk``: two when the best weighted split
+    (least within-cluster sum of squares, each side at least ``min_share`` of the weight)
+    leaves cluster means more than ``split_decades`` apart, else one."""
+    order = np.argsort(logk, kind="stable")
+    lk, w = logk[order], weights[order]
+    cw, cwx, cwx2 = np.cumsum(w), np.cumsum(w * lk), np.cumsum(w * lk * lk)
+    total, best, cut, gap = cw[-1], np.inf, None, 0.0
+    for i in range(1, len(lk)):
+        wa, wb = cw[i - 1], total - cw[i - 1]
+        if wa < min_share * total or wb < min_share * total:
+            continue
+        sa, sb = cwx[i - 1], cwx[-1] - cwx[i - 1]
+        within = (cwx2[i - 1] - sa * sa / wa) + (cwx2[-1] - cwx2[i - 1] - sb * sb / wb)
+        if within < best:
+            best, cut, gap = within, i, sb / wb - sa / wa
+    if cut is None or gap <= split_decades:
+        return [np.arange(len(logk))]
+    return [np.sort(order[:cut]), np.sort(order[cut:])]
+
+
+def pool_values(segments: Mapping[str, np.ndarray], options, groups: np.ndarray | None = None,
+                exclude: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The segments table with alpha and K pooled (see the module docstring); ``options`` a
+    :class:`~anomalousnet.segments.segmentation.SegmentOptions` (``alpha_error``,
+    ``logk_error``, ``split_decades``, ``min_segments``, ``k_floor``). ``groups``: one value per
+    segment (None: one group); ``exclude``: segments left out and unchanged (e.g. the
+    fallbacks of tracks too short for the networks)."""
+    out = {c: np.asarray(v) for c, v in segments.items()}
+    n = (out["end"] - out["start"]).astype(np.float64)
+    state = np.asarray(out["state"])
+    alpha = np.asarray(out["alpha"], np.float64).copy()
+    logk = np.log10(np.maximum(np.asarray(out["K"], np.float64), options.k_floor))
+    pooled_logk = logk.copy()
+    groups = np.zeros(len(n), np.int64) if groups is None else np.asarray(groups)
+    use = state != IMMOBILE if exclude is None else (state != IMMOBILE) & ~np.asarray(exclude, bool)
+    (a_a, a_b), (k_a, k_b) = options.alpha_error, options.logk_error
+    for g in np.unique(groups[use]):
+        for s in np.unique(state[use & (groups == g)]):
+            rows = np.flatnonzero(use & (groups == g) & (state == s))
+            for part in k_clusters(logk[rows], n[rows], options.split_decades):
+                r = rows[part]
+                if len(r) < options.min_segments:
+                    continue
+                alpha[r] = shrink(alpha[r], a_a + a_b / n[r])
+                pooled_logk[r] = shrink(logk[r], k_a + k_b / n[r])
+    # values at the floor stay where they were (log10 K there is the floor, not a measurement)
+    K = np.where(logk > np.log10(options.k_floor), 10.0 ** pooled_logk, np.asarray(out["K"], np.float64))
+    out["alpha"] = alpha.astype(np.asarray(segments["alpha"]).dtype)
+    out["K"] = K.astype(np.asarray(segments["K"]).dtype)
+    return out
+
+
+def pool_by(traj, segments: Mapping[str, np.ndarray], options, column: str | None = None) -> dict[str, np.ndarray]:
+    """:func:`pool_values` on the segments of ``traj`` (a Trajectories), grouped by the track
+    column ``column`` (None: all one group); the segments of tracks flagged in the track
+    column ``fallback`` (too short for the networks) are left out."""
+    row_of = {p: i for i, p in enumerate(np.asarray(traj.tracks["particle"]).tolist())}
+    rows = np.array([row_of[p] for p in np.asarray(segments["particle"]).tolist()], dtype=np.int64)
+    groups = None if column is None else np.asarray(traj.tracks[column])[rows]
+    fallback = traj.tracks.get("fallback")
+    exclude = None if fallback is None else np.asarray(fallback, bool)[rows]
+    return pool_values(segments, options, groups, exclude)
