@@ -29,6 +29,9 @@ def segment_options(func):
     func = click.option("--zones/--no-zones", default=True, show_default=True,
                         help="The field-of-view stage: find where slow motion is confined (zones.csv) and "
                              "decide confined vs slow free from the whole FOV.")(func)
+    func = click.option("--pool-values/--no-pool-values", default=d.pool_values, show_default=True,
+                        help="Draw each segment's alpha and K toward the mean of its FOV's segments of the same "
+                             "state, the more the shorter it is (empirical Bayes; off: each segment alone).")(func)
     return func
 
 
@@ -106,8 +109,8 @@ def fill_gaps_option(func):
               help="CSV inputs: the columns holding particle, frame, x and y, when not named so (trackpy's "
                    "and TrackMate's exports, TRACK_ID, FRAME, POSITION_X, POSITION_Y, are recognised).")
 def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalty, width, min_dwell, noise, state_prior,
-          zones, workers, scheduler_file, report, diameter, minmass, search_range, separation, memory, min_length, fill_gaps,
-          csv_columns):
+          zones, pool_values, workers, scheduler_file, report, diameter, minmass, search_range, separation, memory,
+          min_length, fill_gaps, csv_columns):
     """The main job: track (videos) -> predict -> change points -> ensemble -> write.
 
     Writes RESULTS/store (HDF5 results store), RESULTS/segments.csv, RESULTS/ensemble.csv,
@@ -135,7 +138,8 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
                              memory=memory,
                              pixel_size_um=pixel_size or nan,
                              frame_interval_s=frame_interval or nan)
-        seg = SegmentOptions(penalty=penalty, width=width, min_dwell=min_dwell, noise=noise, state_prior=state_prior)
+        seg = SegmentOptions(penalty=penalty, width=width, min_dwell=min_dwell, noise=noise, state_prior=state_prior,
+                              pool_values=pool_values)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     from anomalousnet.io.andi_files import parse_column_map
@@ -187,7 +191,7 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
               "figures drawn from the old segments are removed.")
 @dask_options
 def segment(inputs, out_dir, pixel_size, frame_interval, penalty, width, min_dwell, noise, state_prior, zones,
-            report, workers, scheduler_file):
+            pool_values, report, workers, scheduler_file):
     """Change points alone, on stores that already hold predictions (e.g. RESULTS/store).
 
     Recomputes each shard's segments, ensemble and zones tables in place (atomically) and
@@ -202,7 +206,8 @@ def segment(inputs, out_dir, pixel_size, frame_interval, penalty, width, min_dwe
     from anomalousnet.segments.zones import ZoneOptions
 
     try:
-        seg = SegmentOptions(penalty=penalty, width=width, min_dwell=min_dwell, noise=noise, state_prior=state_prior)
+        seg = SegmentOptions(penalty=penalty, width=width, min_dwell=min_dwell, noise=noise, state_prior=state_prior,
+                              pool_values=pool_values)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     found, failed = expand_inputs(inputs, kinds=("store",))

@@ -37,6 +37,23 @@ def test_analyse_finds_a_change_of_K_and_returns_three_tables():
     assert unstaged.attrs["zones"] == []
 
 
+def test_pooling_over_the_fov_brings_segment_values_closer_to_a_shared_truth():
+    rng = np.random.default_rng(4)
+    df = walks([[(int(n), 0.5)] for n in rng.integers(30, 120, 20)], seed=4)  # one state: alpha 1, K 0.5
+    _, pooled, _ = anomalousnet.analyse(df)
+    _, alone, _ = anomalousnet.analyse(df, pool_values=False)
+    free = (pooled["state_name"] == "free").to_numpy()
+    assert free.sum() >= 15
+
+    def errors(s):
+        return (np.mean(np.abs(s["alpha"].to_numpy()[free] - 1)),
+                np.mean(np.abs(np.log10(s["K"].to_numpy()[free] / 0.5))))
+
+    (a_pooled, k_pooled), (a_alone, k_alone) = errors(pooled), errors(alone)
+    assert a_pooled < 0.7 * a_alone and k_pooled < 0.8 * k_alone
+    assert pooled["alpha"].std() < alone["alpha"].std()
+
+
 def test_predict_scales_K_with_the_square_of_the_coordinates():
     df = walks([[(120, 0.3)]], seed=3)
     small = anomalousnet.predict(df)
