@@ -24,8 +24,8 @@ import pandas as pd
 
 
 def predicted_fovs(data: Path, model: str = "default") -> list[dict]:
-    """Per FOV of track 2: experiment, model name, trajectories with predictions, segments,
-    and the true state per point."""
+    """Per FOV of track 2: experiment, FOV number, model name, trajectories with predictions,
+    segments, and the true state per point."""
     from anomalousnet.io.andi_files import read_andi_csv
     from anomalousnet.networks.bundle import load_bundle
     from anomalousnet.networks.predict import predict, with_predictions
@@ -40,7 +40,7 @@ def predicted_fovs(data: Path, model: str = "default") -> list[dict]:
             traj = read_andi_csv(csv)
             predicted = with_predictions(traj, predict(bundle, traj))
             ref = pd.read_csv(data / "ref" / "track_2" / exp_dir.name / csv.name).sort_values(["traj_idx", "frame"])
-            fovs.append({"exp": exp, "model": models[exp], "traj": predicted,
+            fovs.append({"exp": exp, "fov": int(csv.stem.split("_")[-1]), "model": models[exp], "traj": predicted,
                          "segments": segment_trajectories(predicted), "truth": ref["state"].to_numpy(int)})
     return fovs
 
