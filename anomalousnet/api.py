@@ -86,6 +86,8 @@ def analyse(trajectories: pd.DataFrame, model="default", fill_gaps: bool = False
     (:mod:`anomalousnet.segments.zones`) decides confined against slow free motion from all its
     trajectories, and ``segments.attrs["zones"]`` holds its zones, one dict per zone (``x``,
     ``y``, ``radius``, ``kind``, ...; ``pd.DataFrame(segments.attrs["zones"])`` makes the table).
+    Then alpha and K are pooled over the table's segments of one state
+    (:mod:`anomalousnet.segments.pooling`; ``pool_values=False``: each segment alone).
     """
     from anomalousnet.networks.predict import predict as predict_points
     from anomalousnet.networks.predict import with_predictions
