@@ -21,11 +21,13 @@ ENSEMBLE_COLUMNS = ("state", "alpha_mean", "alpha_var", "K_mean", "K_var", "weig
 
 def fov_ensemble(segments: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Ensemble table of one field of view from its segments table (columns start, end,
-    alpha, K, state): one row per state present, in state order, columns
+    alpha, K, state; ``alpha_single`` and ``K_single``, the values before pooling, in place of
+    alpha and K when present): one row per state present, in state order, columns
     :data:`ENSEMBLE_COLUMNS`. Weights sum to 1; an empty input gives an empty table."""
     frames = (np.asarray(segments["end"]) - np.asarray(segments["start"])).astype(np.float64)
-    alpha = np.asarray(segments["alpha"], np.float64)
-    K = np.asarray(segments["K"], np.float64)
+    # each segment's own values when the pipeline pooled them (pooled values understate the spread)
+    alpha = np.asarray(segments.get("alpha_single", segments["alpha"]), np.float64)
+    K = np.asarray(segments.get("K_single", segments["K"]), np.float64)
     state = np.asarray(segments["state"], np.int64)
     rows = {c: [] for c in ENSEMBLE_COLUMNS}
     total = frames.sum()
@@ -51,7 +53,8 @@ def ensemble_of(segments: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     if "in_ensemble" not in segments:
         return fov_ensemble(segments)
     keep = np.asarray(segments["in_ensemble"], bool)
-    return fov_ensemble({c: np.asarray(segments[c])[keep] for c in ("start", "end", "alpha", "K", "state")})
+    columns = ("start", "end", "alpha", "K", "state", "alpha_single", "K_single")
+    return fov_ensemble({c: np.asarray(segments[c])[keep] for c in columns if c in segments})
 
 
 def andi_matrix(ensemble: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -12,11 +12,9 @@ setting then only reruns the pooling, per experiment (as ``andi run``) or with `
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import json
-import pickle
 import sys
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tune_zones import predicted_fovs  # noqa: E402
+from tune_zones import cached_fovs, grid_parser  # noqa: E402
 
 
 def segment_rows(fovs: list[dict], data: Path) -> pd.DataFrame:
@@ -82,19 +80,10 @@ def score(rows: pd.DataFrame, options, per_fov: bool) -> dict[str, tuple[float, 
 def main() -> None:
     from anomalousnet.segments.segmentation import SegmentOptions
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="dataset of `simulate andi`")
-    parser.add_argument("--cache", type=Path, help="keep the predictions here (reused when present)")
-    parser.add_argument("--model", default="default")
-    parser.add_argument("--grid", default="{}", help="JSON: SegmentOptions pooling field -> list of values")
+    parser = grid_parser(__doc__, "SegmentOptions pooling field")
     parser.add_argument("--per-fov", action="store_true", help="pool per FOV (as infer), not per experiment")
     args = parser.parse_args()
-    if args.cache and args.cache.exists():
-        fovs = pickle.loads(args.cache.read_bytes())
-    else:
-        fovs = predicted_fovs(args.data, args.model)
-        if args.cache:
-            args.cache.write_bytes(pickle.dumps(fovs))
+    fovs = cached_fovs(args.data, args.cache, args.model)
     rows = segment_rows(fovs, args.data)
     grid = json.loads(args.grid)
     for values in itertools.product(*grid.values()):

@@ -45,6 +45,27 @@ def predicted_fovs(data: Path, model: str = "default") -> list[dict]:
     return fovs
 
 
+def grid_parser(doc: str, fields: str) -> argparse.ArgumentParser:
+    """The arguments of a tuning script: --data, --cache, --model and --grid (JSON: ``fields``
+    -> list of values)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="dataset of `simulate andi`")
+    parser.add_argument("--cache", type=Path, help="keep the predictions here (reused when present)")
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--grid", default="{}", help=f"JSON: {fields} -> list of values")
+    return parser
+
+
+def cached_fovs(data: Path, cache: Path | None, model: str = "default") -> list[dict]:
+    """:func:`predicted_fovs`, kept in ``cache`` (a pickle; reused when present)."""
+    if cache and cache.exists():
+        return pickle.loads(cache.read_bytes())
+    fovs = predicted_fovs(data, model)
+    if cache:
+        cache.write_bytes(pickle.dumps(fovs))
+    return fovs
+
+
 def frame_states(traj, segments) -> np.ndarray:
     row = {p: i for i, p in enumerate(traj.tracks["particle"].tolist())}
     out = np.zeros(traj.n_points, int)
@@ -77,19 +98,10 @@ def score(fovs: list[dict], options, pool: bool) -> dict[str, tuple[float, ...]]
 def main() -> None:
     from anomalousnet.segments.zones import ZoneOptions
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="dataset of `simulate andi`")
-    parser.add_argument("--cache", type=Path, help="keep the predictions here (reused when present)")
-    parser.add_argument("--model", default="default")
-    parser.add_argument("--grid", default="{}", help="JSON: ZoneOptions field -> list of values")
+    parser = grid_parser(__doc__, "ZoneOptions field")
     parser.add_argument("--pool", action="store_true", help="pool the verdict over each experiment's FOVs")
     args = parser.parse_args()
-    if args.cache and args.cache.exists():
-        fovs = pickle.loads(args.cache.read_bytes())
-    else:
-        fovs = predicted_fovs(args.data, args.model)
-        if args.cache:
-            args.cache.write_bytes(pickle.dumps(fovs))
+    fovs = cached_fovs(args.data, args.cache, args.model)
     grid = json.loads(args.grid)
     for values in itertools.product(*grid.values()):
         setting = dict(zip(grid, values))

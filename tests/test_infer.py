@@ -94,13 +94,15 @@ def test_csv_inputs_end_to_end_resume_and_bad_files(tmp_path, bundle):
     # K in physical units: um^2/s^alpha = K px^2/frame^alpha * px_size^2 / dt^alpha
     expected = table["K"] * 0.16 ** 2 / 0.1 ** table["alpha"]
     assert np.allclose(table["K_um2_per_s_alpha"], expected, rtol=1e-5)
-    # ensemble.csv too: frame-weighted over each state's segments of the FOV, in um^2/s^alpha
+    # ensemble.csv too: frame-weighted over each state's segments of the FOV (their own values,
+    # before pooling), in um^2/s^alpha
     ensemble = pd.read_csv(out / "ensemble.csv")
+    assert not np.allclose(table["alpha_single"], table["alpha"])  # pooled
     for (fov, state), rows in table.groupby(["fov", "state"]):
         frames = rows["end"] - rows["start"]
         e = ensemble[(ensemble["fov"] == fov) & (ensemble["state"] == state)]
-        assert e["K_mean_um2_per_s_alpha"].item() == pytest.approx(np.average(rows["K_um2_per_s_alpha"],
-                                                                              weights=frames), rel=1e-5)
+        own = rows["K_single"] * 0.16 ** 2 / 0.1 ** rows["alpha_single"]
+        assert e["K_mean_um2_per_s_alpha"].item() == pytest.approx(np.average(own, weights=frames), rel=1e-5)
         assert e["state_name"].item() == rows["state_name"].iloc[0]
     assert set(table["source"]) == {str(data / "exp_0" / "trajs_fov_0.csv"), str(data / "exp_1" / "trajs_fov_0.csv")}
     one = table[table["source"] == str(data / "exp_0" / "trajs_fov_0.csv")]

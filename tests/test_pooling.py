@@ -57,6 +57,7 @@ def test_pool_values_keeps_groups_states_and_excluded_segments_apart():
         assert np.array_equal(pooled[c], segments[c])
     for c in ("alpha", "K"):
         assert np.array_equal(pooled[c][:4], segments[c][:4])
+        assert np.array_equal(pooled[f"{c}_single"], segments[c])  # each segment's own values are kept
     mobile = slice(4, None)
     err_before = np.mean(np.abs(segments["alpha"][mobile] - true_alpha[mobile]))
     err_after = np.mean(np.abs(pooled["alpha"][mobile] - true_alpha[mobile]))

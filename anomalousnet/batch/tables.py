@@ -17,6 +17,8 @@ from anomalousnet.segments.zones import ZONE_COLUMNS
 ENSEMBLE_DIR = "ensemble"
 # per segment, how far to trust it (anomalousnet.segments.segmentation.with_quality)
 QUALITY_COLUMNS = ("track_length", "fallback", "filled_share", "in_ensemble")
+# per segment, its values from itself alone (before pooling over the FOV; alpha, K when not pooled)
+SINGLE_COLUMNS = {"alpha_single": "alpha", "K_single": "K"}
 # ensemble.csv's columns in physical units (with --pixel-size and --frame-interval) -> from
 PHYSICAL_ENSEMBLE = {"K_mean_um2_per_s_alpha": "K_mean", "K_var_um4_per_s2alpha": "K_var"}
 
@@ -37,7 +39,8 @@ def write_tables(shards: Iterable[Path], out_dir: Path, pixel_size_um: float | N
             open(seg_tmp, "w", newline="") as seg_file, open(ens_tmp, "w", newline="") as ens_file, \
             open(zones_tmp, "w", newline="") as zones_file:
         zones_file.write(",".join(["source", "fov", *ZONE_COLUMNS]) + "\n")
-        seg_file.write(",".join(seg_columns + list(QUALITY_COLUMNS) + (["K_um2_per_s_alpha"] if physical else []))
+        seg_file.write(",".join(seg_columns + list(QUALITY_COLUMNS) + list(SINGLE_COLUMNS)
+                                + (["K_um2_per_s_alpha"] if physical else []))
                        + "\n")
         ens_file.write(",".join(["source", "fov", *ens.ENSEMBLE_COLUMNS, "state_name"]
                                 + (list(PHYSICAL_ENSEMBLE) if physical else [])) + "\n")
@@ -53,6 +56,8 @@ def write_tables(shards: Iterable[Path], out_dir: Path, pixel_size_um: float | N
             df["state_name"] = state_names(df["state"])
             for c in QUALITY_COLUMNS:  # results of an earlier version lack them: left empty
                 df[c] = seg[c] if c in seg else None
+            for c, pooled in SINGLE_COLUMNS.items():
+                df[c] = seg[c] if c in seg else seg[pooled]
             if physical:
                 df["K_um2_per_s_alpha"] = physical_K(df["K"].to_numpy(), df["alpha"].to_numpy(), pixel_size_um,
                                                      frame_interval_s)
@@ -66,7 +71,12 @@ def write_tables(shards: Iterable[Path], out_dir: Path, pixel_size_um: float | N
                 rows = pd.DataFrame({"source": source, "fov": path.stem, **{c: e[c] for c in ens.ENSEMBLE_COLUMNS}})
                 rows["state_name"] = state_names(rows["state"])
                 if physical:  # K's unit factor depends on each segment's alpha: averaged from the segments
-                    e_phys = ens.ensemble_of({**seg, "K": df["K_um2_per_s_alpha"].to_numpy()})
+                    physical_seg = {**seg, "K": df["K_um2_per_s_alpha"].to_numpy()}
+                    if "K_single" in seg:  # the ensemble's values: each segment's own (before pooling)
+                        physical_seg["K_single"] = physical_K(np.asarray(seg["K_single"]),
+                                                              np.asarray(seg["alpha_single"]), pixel_size_um,
+                                                              frame_interval_s)
+                    e_phys = ens.ensemble_of(physical_seg)
                     for column, source_column in PHYSICAL_ENSEMBLE.items():
                         rows[column] = rows["state"].map(dict(zip(e_phys["state"].tolist(), e_phys[source_column])))
                 rows.to_csv(ens_file, header=False, index=False)

@@ -174,6 +174,8 @@ class TrajectoryLabel:
     ``cps`` are the change points (first frame of each segment after the first, in frames
     from the trajectory's start, strictly increasing, in ``(0, T)``); ``K``, ``alpha`` and
     ``state`` hold one value per segment (``len(cps) + 1``); ``T`` is the length in frames.
+    ``alpha_single`` and ``K_single`` (optional, not written to files): each segment's values
+    from itself alone, before the pipeline pooled them over the FOV; the ensemble uses them.
     """
 
     idx: int
@@ -182,10 +184,13 @@ class TrajectoryLabel:
     state: tuple[int, ...]
     cps: tuple[int, ...]
     T: int
+    alpha_single: tuple[float, ...] | None = None
+    K_single: tuple[float, ...] | None = None
 
     def __post_init__(self):
         n = len(self.cps) + 1
-        if not (len(self.K) == len(self.alpha) == len(self.state) == n):
+        if not (len(self.K) == len(self.alpha) == len(self.state) == n) or \
+                any(v is not None and len(v) != n for v in (self.alpha_single, self.K_single)):
             raise ValueError(f"trajectory {self.idx}: {len(self.cps)} change points need {n} values of K, "
                              f"alpha and state, got {len(self.K)}, {len(self.alpha)}, {len(self.state)}")
 
@@ -207,7 +212,8 @@ class TrajectoryLabel:
 
     @classmethod
     def from_segments(cls, idx: int, starts: Sequence[int], ends: Sequence[int], alpha: Sequence[float],
-                      K: Sequence[float], state: Sequence[int]) -> "TrajectoryLabel":
+                      K: Sequence[float], state: Sequence[int], alpha_single: Sequence[float] | None = None,
+                      K_single: Sequence[float] | None = None) -> "TrajectoryLabel":
         """From contiguous segments ``[start, end)`` covering ``[0, T)`` (as the pipeline writes them)."""
         starts = [int(s) for s in starts]
         ends = [int(e) for e in ends]
@@ -215,8 +221,8 @@ class TrajectoryLabel:
                 or any(e <= s for s, e in zip(starts, ends)):
             raise ValueError(f"trajectory {idx}: segments must be contiguous and cover [0, T): "
                              f"starts {starts}, ends {ends}")
-        return cls(int(idx), tuple(float(k) for k in K), tuple(float(a) for a in alpha),
-                   tuple(int(s) for s in state), tuple(starts[1:]), ends[-1])
+        return cls(int(idx), _floats(K), _floats(alpha), tuple(int(s) for s in state), tuple(starts[1:]), ends[-1],
+                   _floats(alpha_single), _floats(K_single))
 
     def to_fields(self) -> list[str]:
         fields = [str(int(self.idx))]
@@ -224,6 +230,10 @@ class TrajectoryLabel:
             fields += [_fmt(self.K[i]), _fmt(self.alpha[i]), str(int(self.state[i]))]
             fields.append(str(int(self.cps[i])) if i < len(self.cps) else str(int(self.T)))
         return fields
+
+
+def _floats(values: Sequence[float] | None) -> tuple[float, ...] | None:
+    return None if values is None else tuple(float(v) for v in values)
 
 
 def _fmt(value: float) -> str:
@@ -344,8 +354,9 @@ def write_ensemble(path: os.PathLike | str, ensemble: EnsembleLabel) -> Path:
 
 
 def labels_to_segments(labels: Iterable[TrajectoryLabel]) -> dict[str, np.ndarray]:
-    """Labels as a segments table (particle, start, end, alpha, K, state), as the pipeline writes it."""
-    rows = {c: [] for c in ("particle", "start", "end", "alpha", "K", "state")}
+    """Labels as a segments table (particle, start, end, alpha, K, state, and alpha_single,
+    K_single: a label's alpha and K where it has none), as the pipeline writes it."""
+    rows = {c: [] for c in ("particle", "start", "end", "alpha", "K", "state", "alpha_single", "K_single")}
     for label in labels:
         b = label.bounds
         rows["particle"] += [label.idx] * label.n_segments
@@ -354,21 +365,25 @@ def labels_to_segments(labels: Iterable[TrajectoryLabel]) -> dict[str, np.ndarra
         rows["alpha"] += label.alpha
         rows["K"] += label.K
         rows["state"] += label.state
+        rows["alpha_single"] += label.alpha if label.alpha_single is None else label.alpha_single
+        rows["K_single"] += label.K if label.K_single is None else label.K_single
     dtypes = {"particle": np.int64, "start": np.int64, "end": np.int64, "state": np.int8}
     return {c: np.array(v, dtype=dtypes.get(c, np.float64)) for c, v in rows.items()}
 
 
 def labels_from_segments(segments: Mapping[str, np.ndarray]) -> list[TrajectoryLabel]:
-    """A segments table (particle, start, end, alpha, K, state; rows of a track together,
-    contiguous from 0) -> one TrajectoryLabel per particle."""
+    """A segments table (particle, start, end, alpha, K, state, optionally alpha_single and
+    K_single; rows of a track together, contiguous from 0) -> one TrajectoryLabel per particle."""
     particle = np.asarray(segments["particle"])
     if not len(particle):
         return []
     starts = np.flatnonzero(np.r_[True, particle[1:] != particle[:-1]])
     out = []
     for a, b in zip(starts, np.r_[starts[1:], len(particle)]):
+        single = [segments[c][a:b] if c in segments else None for c in ("alpha_single", "K_single")]
         out.append(TrajectoryLabel.from_segments(int(particle[a]), segments["start"][a:b], segments["end"][a:b],
-                                                 segments["alpha"][a:b], segments["K"][a:b], segments["state"][a:b]))
+                                                 segments["alpha"][a:b], segments["K"][a:b], segments["state"][a:b],
+                                                 *single))
     return out
 
 

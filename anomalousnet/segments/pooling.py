@@ -17,6 +17,10 @@ it is:
   weighted mean, iterated; a value becomes ``mean + tau2 / (tau2 + s2) * (value - mean)``.
   A group whose particles truly differ keeps its spread (large ``tau2``, little shrinkage);
   one whose spread is all noise is drawn to its mean.
+
+Each segment's own values stay in ``alpha_single`` and ``K_single``: the per-FOV ensembles
+(:mod:`anomalousnet.ensemble`) describe the population from them, since the pooled values'
+spread understates the particles' own (it is ``tau2`` shrunk, and 0 where noise hides it).
 """
 from __future__ import annotations
 
@@ -64,7 +68,8 @@ def k_clusters(logk: np.ndarray, weights: np.ndarray, split_decades: float, min_
 
 def pool_values(segments: Mapping[str, np.ndarray], options, groups: np.ndarray | None = None,
                 exclude: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """The segments table with alpha and K pooled (see the module docstring); ``options`` a
+    """The segments table with alpha and K pooled (see the module docstring) and the values
+    before pooling in ``alpha_single`` and ``K_single``; ``options`` a
     :class:`~anomalousnet.segments.segmentation.SegmentOptions` (``alpha_error``,
     ``logk_error``, ``split_decades``, ``min_segments``, ``k_floor``). ``groups``: one value per
     segment (None: one group); ``exclude``: segments left out and unchanged (e.g. the
@@ -89,6 +94,7 @@ def pool_values(segments: Mapping[str, np.ndarray], options, groups: np.ndarray 
                 pooled_logk[r] = shrink(logk[r], k_a + k_b / n[r])
     # values at the floor stay where they were (log10 K there is the floor, not a measurement)
     K = np.where(logk > np.log10(options.k_floor), 10.0 ** pooled_logk, np.asarray(out["K"], np.float64))
+    out["alpha_single"], out["K_single"] = out["alpha"], out["K"]
     out["alpha"] = alpha.astype(np.asarray(segments["alpha"]).dtype)
     out["K"] = K.astype(np.asarray(segments["K"]).dtype)
     return out
