@@ -340,11 +340,15 @@ def test_goal_table_has_state_recall_and_per_model_f1_beside_the_naive_baseline(
         return {"fallback": {"2": 0}, "score": {"tracks": {"2": {
             "overall": {"state_f1": f1},
             "state_recall": {k: {"frames": 0 if v is None else 100, "recall": v} for k, v in states.items()},
-            "experiments": [{"exp": i, "model": m, "state_f1": v} for i, (m, v) in enumerate(per_model)]}}}}
+            "experiments": [{"exp": i, "model": m, "state_f1": v, "alpha_mae": v / 10}
+                            for i, (m, v) in enumerate(per_model)]}}}}
 
     result = {"runs": {"andi": {
-        "model": run(0.93, (0.85, 0.96), [("multi_state", 0.90), ("confinement", 0.95), ("confinement", 0.97)]),
-        "naive": run(0.906, (0.0, 1.0), [("multi_state", 0.91), ("confinement", 0.88), ("confinement", 0.88)])}}}
+        "model": run(0.93, (0.85, 0.96), [("multi_state", 0.90), ("confinement", 0.95), ("confinement", 0.97),
+                                          ("single_state", 0.45)]),
+        "classical": run(0.9, (0.0, 1.0), [("single_state", 0.6)]),
+        "naive": run(0.906, (0.0, 1.0), [("multi_state", 0.91), ("confinement", 0.88), ("confinement", 0.88),
+                                         ("single_state", 1.0)])}}}
     rows = {g["metric"]: g for g in bm.goal_status(result)}
     assert rows["state_f1_vs_naive"]["met"] is True and rows["state_f1_vs_naive"]["beside"] == 0.906
     assert rows["confined_recall"]["met"] is True and rows["confined_recall"]["beside"] == 0.0
@@ -353,3 +357,6 @@ def test_goal_table_has_state_recall_and_per_model_f1_beside_the_naive_baseline(
     assert rows["state_f1 confinement"]["value"] == pytest.approx(0.96) and rows["state_f1 confinement"]["met"]
     text = bm.format_report({**result, "throughput": {}, "goals": bm.goal_status(result)})
     assert "state_f1 multi_state" in text and "(naive 0.91)" in text
+    single = rows["alpha_mae single_state"]  # the paper's first check, beside the classical baseline
+    assert single["value"] == pytest.approx(0.045) and single["met"] and single["beside"] == pytest.approx(0.06)
+    assert "(classical 0.06)" in text

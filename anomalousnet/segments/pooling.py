@@ -17,6 +17,9 @@ it is:
   weighted mean, iterated; a value becomes ``mean + tau2 / (tau2 + s2) * (value - mean)``.
   A group whose particles truly differ keeps its spread (large ``tau2``, little shrinkage);
   one whose spread is all noise is drawn to its mean.
+* **Directed** segments get only K pooled (``pool_alpha_states``): a called directed state
+  often holds free segments too (alpha near 1 among alphas near 2), and pooling their alpha
+  cost more than it gained on a tuning seed's directed set.
 
 Each segment's own values stay in ``alpha_single`` and ``K_single``: the per-FOV ensembles
 (:mod:`anomalousnet.ensemble`) describe the population from them, since the pooled values'
@@ -71,7 +74,7 @@ def pool_values(segments: Mapping[str, np.ndarray], options, groups: np.ndarray 
     """The segments table with alpha and K pooled (see the module docstring) and the values
     before pooling in ``alpha_single`` and ``K_single``; ``options`` a
     :class:`~anomalousnet.segments.segmentation.SegmentOptions` (``alpha_error``,
-    ``logk_error``, ``split_decades``, ``min_segments``, ``k_floor``). ``groups``: one value per
+    ``logk_error``, ``split_decades``, ``min_segments``, ``pool_alpha_states``, ``k_floor``). ``groups``: one value per
     segment (None: one group); ``exclude``: segments left out and unchanged (e.g. the
     fallbacks of tracks too short for the networks)."""
     out = {c: np.asarray(v) for c, v in segments.items()}
@@ -81,7 +84,9 @@ def pool_values(segments: Mapping[str, np.ndarray], options, groups: np.ndarray 
     logk = np.log10(np.maximum(np.asarray(out["K"], np.float64), options.k_floor))
     pooled_logk = logk.copy()
     groups = np.zeros(len(n), np.int64) if groups is None else np.asarray(groups)
-    use = state != IMMOBILE if exclude is None else (state != IMMOBILE) & ~np.asarray(exclude, bool)
+    use = state != IMMOBILE
+    if exclude is not None:
+        use &= ~np.asarray(exclude, bool)
     (a_a, a_b), (k_a, k_b) = options.alpha_error, options.logk_error
     for g in np.unique(groups[use]):
         for s in np.unique(state[use & (groups == g)]):
@@ -90,7 +95,8 @@ def pool_values(segments: Mapping[str, np.ndarray], options, groups: np.ndarray 
                 r = rows[part]
                 if len(r) < options.min_segments:
                     continue
-                alpha[r] = shrink(alpha[r], a_a + a_b / n[r])
+                if s in options.pool_alpha_states:
+                    alpha[r] = shrink(alpha[r], a_a + a_b / n[r])
                 pooled_logk[r] = shrink(logk[r], k_a + k_b / n[r])
     # values at the floor stay where they were (log10 K there is the floor, not a measurement)
     K = np.where(logk > np.log10(options.k_floor), 10.0 ** pooled_logk, np.asarray(out["K"], np.float64))

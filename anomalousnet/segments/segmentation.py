@@ -30,7 +30,7 @@ from typing import Mapping
 
 import numpy as np
 
-from anomalousnet.core.names import IMMOBILE, N_STATES, REQUIRED_PRED_COLUMNS, STATE_PROB_COLUMNS
+from anomalousnet.core.names import CONFINED, FREE, IMMOBILE, N_STATES, REQUIRED_PRED_COLUMNS, STATE_PROB_COLUMNS
 from anomalousnet.core.trajectories import Trajectories, measured_points
 from anomalousnet.segments.msd import ANDI_NOISE, log_steps, msd_fit
 
@@ -70,7 +70,9 @@ class SegmentOptions:
         it is (:mod:`anomalousnet.segments.pooling`, empirical Bayes). alpha_error and
         logk_error: (a, b) of a segment's error variance a + b / n_frames for alpha and
         log10 K; split_decades: a state's segments are two groups when their log10 K
-        cluster that far apart; min_segments: smallest group pooled.
+        cluster that far apart; min_segments: smallest group pooled; pool_alpha_states: the
+        called states whose alpha is pooled (K is pooled in every mobile state; immobile
+        segments never: alpha 0 and K near 0 by convention).
     """
 
     penalty: float = 16.0
@@ -92,6 +94,7 @@ class SegmentOptions:
     logk_error: tuple[float, float] = (0.002, 1.0)
     split_decades: float = 0.5
     min_segments: int = 3
+    pool_alpha_states: tuple[int, ...] = (CONFINED, FREE)
 
     def __post_init__(self):
         if not self.penalty > 0:
