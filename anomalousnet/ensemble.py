@@ -2,7 +2,8 @@
 
 For each predicted state present in a field of view (one video, CSV or shard): the mean
 and variance of alpha and of K over that state's segments, each segment weighted by its
-number of frames, and the state's weight (its share of all frames). This is the AnDi-2
+number of frames (alpha's variance less the segments' own measurement error), and the
+state's weight (its share of all frames). This is the AnDi-2
 ensemble task's content; :func:`andi_matrix` lays it out as ``ensemble_labels.txt``
 holds it (rows: mean alpha, variance alpha, mean K, variance K, weight; one column per
 state); :func:`ensemble_from_labels` summarises an AnDi-2 experiment's segments, with each
@@ -14,30 +15,50 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from anomalousnet.core.names import IMMOBILE
 from anomalousnet.io.andi_files import EnsembleLabel, TrajectoryLabel, labels_to_segments
+from anomalousnet.segments.pooling import ALPHA_ERROR, error_variance, k_clusters
 
 ENSEMBLE_COLUMNS = ("state", "alpha_mean", "alpha_var", "K_mean", "K_var", "weight", "n_segments", "n_frames")
 
 
-def fov_ensemble(segments: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+# The part of a segment's alpha error variance (a + b / n_frames) that widens the spread of a
+# state's values: 0.75 of pooling's error model. The rest is shared by a FOV's segments (a
+# bias) and does not widen it (benchmarks/TUNING.md, "How the ensembles' spread was chosen").
+ALPHA_NOISE = (0.75 * ALPHA_ERROR[0], 0.75 * ALPHA_ERROR[1])
+
+
+def fov_ensemble(segments: Mapping[str, np.ndarray], alpha_noise: tuple[float, float] | None = ALPHA_NOISE
+                 ) -> dict[str, np.ndarray]:
     """Ensemble table of one field of view from its segments table (columns start, end,
     alpha, K, state; ``alpha_single`` and ``K_single``, the values before pooling, in place of
-    alpha and K when present): one row per state present, in state order, columns
-    :data:`ENSEMBLE_COLUMNS`. Weights sum to 1; an empty input gives an empty table."""
+    alpha and K when present): one row per state present (per ``group`` when that column is
+    there), in state order, columns :data:`ENSEMBLE_COLUMNS`. Weights sum to 1; an empty
+    input gives an empty table.
+
+    ``alpha_noise``: (a, b) of the segments' alpha error variance ``a + b / n_frames``, taken
+    off each state's alpha variance (not below 0) so that it describes the particles rather
+    than the measurement; None keeps the measured variance. Immobile states (alpha 0 by
+    convention) and K are left as measured: taking a log-normal error off K's variance
+    tripled the W1 distance of K on a tuning seed."""
     frames = (np.asarray(segments["end"]) - np.asarray(segments["start"])).astype(np.float64)
     # each segment's own values when the pipeline pooled them (pooled values understate the spread)
     alpha = np.asarray(segments.get("alpha_single", segments["alpha"]), np.float64)
     K = np.asarray(segments.get("K_single", segments["K"]), np.float64)
     state = np.asarray(segments["state"], np.int64)
+    group = np.asarray(segments.get("group", state), np.int64)
     rows = {c: [] for c in ENSEMBLE_COLUMNS}
     total = frames.sum()
-    for s in np.unique(state):
-        m = state == s
+    for s in np.unique(group):
+        m = group == s
         w = frames[m] / frames[m].sum()
         a_mean, k_mean = float(w @ alpha[m]), float(w @ K[m])
+        a_var = float(w @ (alpha[m] - a_mean) ** 2)
+        if alpha_noise is not None and not np.all(state[m] == IMMOBILE):
+            a_var = max(0.0, a_var - float(w @ error_variance(frames[m], alpha_noise)))
         rows["state"].append(int(s))
         rows["alpha_mean"].append(a_mean)
-        rows["alpha_var"].append(float(w @ (alpha[m] - a_mean) ** 2))
+        rows["alpha_var"].append(a_var)
         rows["K_mean"].append(k_mean)
         rows["K_var"].append(float(w @ (K[m] - k_mean) ** 2))
         rows["weight"].append(float(frames[m].sum() / total))
@@ -65,16 +86,17 @@ def andi_matrix(ensemble: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 def ensemble_from_labels(labels: Iterable[TrajectoryLabel], model: str = "predicted",
-                         split_K: bool = True) -> EnsembleLabel:
+                         split_K: bool = True, alpha_noise: tuple[float, float] | None = ALPHA_NOISE
+                         ) -> EnsembleLabel:
     """Ensemble of an experiment from its trajectories' segments (:func:`anomalousnet.ensemble.fov_ensemble`:
     one column per group, frame-weighted means and variances of alpha and K, weights the share of
     frames). Groups are the predicted states, each split in two by :func:`split_by_K` when its K
     values form two separate clusters (``split_K``). The W1 metric compares the mixtures, so
-    the column order does not matter."""
+    the column order does not matter. ``alpha_noise``: as for :func:`fov_ensemble`."""
     segments = labels_to_segments(labels)
     if split_K:
-        segments["state"] = split_by_K(segments)
-    table = fov_ensemble(segments)
+        segments["group"] = split_by_K(segments)
+    table = fov_ensemble(segments, alpha_noise)
     if not len(table["state"]):
         return EnsembleLabel(model, np.array([[1.0], [0.0], [1.0], [0.0], [1.0]]))
     return EnsembleLabel(model, andi_matrix(table))
@@ -83,9 +105,10 @@ def ensemble_from_labels(labels: Iterable[TrajectoryLabel], model: str = "predic
 def split_by_K(segments: Mapping[str, np.ndarray], min_gap_sd: float = 4.0, min_gap_decades: float = 0.7,
                min_weight: float = 0.05, k_floor: float = 1e-3) -> np.ndarray:
     """Group labels for the ensemble: the predicted state, and within a state two groups when
-    its segments' log10 K fall into two well-separated clusters (weighted 2-means; kept when
-    the cluster means are more than ``min_gap_sd`` pooled standard deviations and
-    ``min_gap_decades`` apart, and each holds at least ``min_weight`` of the state's frames). The challenge's two-state, dimer
+    its segments' log10 K fall into two well-separated clusters (the best frame-weighted split,
+    :func:`~anomalousnet.segments.pooling.k_clusters`; kept when the cluster means are more
+    than ``min_gap_decades`` and ``min_gap_sd`` pooled standard deviations apart, and each
+    holds at least ``min_weight`` of the state's frames). The challenge's two-state, dimer
     and confinement experiments have states of the same kind whose K differ 10-100x: one
     column per predicted state would merge them into one broad population."""
     state = np.asarray(segments["state"], np.int64)
@@ -96,24 +119,12 @@ def split_by_K(segments: Mapping[str, np.ndarray], min_gap_sd: float = 4.0, min_
         m = np.flatnonzero(state == s)
         if len(m) < 4:
             continue
-        x, ww = logk[m], w[m]
-        centres = np.array([np.quantile(x, 0.25), np.quantile(x, 0.75)])
-        if centres[1] - centres[0] <= 0:
+        parts = k_clusters(logk[m], w[m], min_gap_decades, min_share=min_weight)
+        if len(parts) == 1:
             continue
-        for _ in range(30):
-            hi = np.abs(x - centres[1]) < np.abs(x - centres[0])
-            if hi.all() or not hi.any():
-                break
-            new = np.array([np.average(x[~hi], weights=ww[~hi]), np.average(x[hi], weights=ww[hi])])
-            if np.allclose(new, centres):
-                break
-            centres = new
-        if hi.all() or not hi.any():
-            continue
-        resid = np.where(hi, x - centres[1], x - centres[0])
-        sd = np.sqrt(np.average(resid ** 2, weights=ww))
-        frac = ww[hi].sum() / ww.sum()
-        gap = centres[1] - centres[0]
-        if gap > min_gap_sd * max(sd, 1e-6) and gap > min_gap_decades and min_weight <= frac <= 1 - min_weight:
-            group[m[hi]] += 1
+        lo, hi = m[parts[0]], m[parts[1]]
+        means = [np.average(logk[p], weights=w[p]) for p in (lo, hi)]
+        within = sum(float(w[p] @ (logk[p] - c) ** 2) for p, c in zip((lo, hi), means))
+        if means[1] - means[0] > min_gap_sd * max(np.sqrt(within / w[m].sum()), 1e-6):
+            group[hi] += 1
     return group

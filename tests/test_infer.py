@@ -333,7 +333,7 @@ def test_ensemble_is_frame_weighted_per_state(tmp_path):
     seg = {"start": np.array([0, 10, 0, 0]), "end": np.array([10, 40, 20, 5]),
            "alpha": np.array([0.5, 1.0, 0.7, 0.0]), "K": np.array([1.0, 2.0, 3.0, 0.0]),
            "state": np.array([2, 2, 1, 0])}
-    e = ens.fov_ensemble(seg)
+    e = ens.fov_ensemble(seg, alpha_noise=None)
     assert e["state"].tolist() == [0, 1, 2]
     assert e["weight"].tolist() == pytest.approx([5 / 65, 20 / 65, 40 / 65])
     assert e["alpha_mean"][2] == pytest.approx(0.25 * 0.5 + 0.75 * 1.0)
@@ -342,6 +342,39 @@ def test_ensemble_is_frame_weighted_per_state(tmp_path):
     text = tio.write_ensemble(tmp_path / "e.txt", tio.EnsembleLabel("multi_state", ens.andi_matrix(e))).read_text()
     assert text.splitlines()[0] == "model: multi_state; num_state: 3 "
     assert np.allclose(np.loadtxt(text.splitlines()[1:], delimiter=";"), ens.andi_matrix(e))
+
+
+def test_ensemble_alpha_variance_is_the_particles_not_the_measurement():
+    rng = np.random.default_rng(3)
+    n = np.repeat([40, 200], 200)  # segment lengths: error variance 0.01 + 1 / n
+    true_alpha = rng.normal(0.8, 0.1, n.size)
+    seg = {"start": np.zeros(n.size, int), "end": n, "alpha": true_alpha + rng.normal(0, np.sqrt(0.01 + 1 / n)),
+           "K": np.ones(n.size), "state": np.full(n.size, 2)}
+    measured = ens.fov_ensemble(seg, alpha_noise=None)["alpha_var"][0]
+    e = ens.fov_ensemble(seg, alpha_noise=(0.01, 1.0))
+    assert measured > 0.025 and e["alpha_var"][0] == pytest.approx(0.01, abs=0.003)
+    assert e["alpha_mean"][0] == pytest.approx(0.8, abs=0.02)
+    # more noise than spread: 0, not negative; immobile states keep their measured values
+    assert ens.fov_ensemble(seg, alpha_noise=(1.0, 0.0))["alpha_var"][0] == 0.0
+    immobile = {**seg, "state": np.zeros(n.size, int)}
+    assert ens.fov_ensemble(immobile)["alpha_var"][0] == pytest.approx(measured)
+
+
+def test_ensemble_splits_a_small_slow_population_of_one_state():
+    # a dimer-like minority (9 % of the frames, K 40x lower) called free like the monomers,
+    # whose K pooling made equal
+    rng = np.random.default_rng(4)
+    K = np.r_[np.full(40, 0.996), 10 ** rng.normal(-1.6, 0.1, 4)]
+    seg = {"start": np.zeros(44, int), "end": np.full(44, 100), "alpha": np.r_[np.full(40, 1.0), np.full(4, 0.6)],
+           "K": K, "state": np.full(44, 2)}
+    groups = ens.split_by_K(seg)
+    assert groups.tolist() == [5] * 40 + [4] * 4
+    labels = tio.labels_from_segments({"particle": np.arange(44), **seg})
+    matrix = ens.ensemble_from_labels(labels).matrix
+    assert sorted(matrix[4].tolist()) == pytest.approx([4 / 44, 40 / 44])
+    assert sorted(matrix[2].tolist())[0] == pytest.approx(10 ** -1.6, rel=0.3)
+    assert ens.split_by_K({**seg, "K": K[:40], **{c: seg[c][:40] for c in ("start", "end", "alpha", "state")}}
+                          ).tolist() == [4] * 40
 
 
 def test_inputs_are_sorted_by_type_and_unusable_ones_named(tmp_path):

@@ -33,6 +33,16 @@ import numpy as np
 
 from anomalousnet.core.names import IMMOBILE
 
+# A segment's error variance a + b / n_frames for its own alpha and log10 K (measured on a
+# tuning seed, benchmarks/TUNING.md): SegmentOptions' defaults and the ensembles' noise model.
+ALPHA_ERROR = (0.001, 0.96)
+LOGK_ERROR = (0.002, 1.0)
+
+
+def error_variance(n_frames: np.ndarray, error: tuple[float, float]) -> np.ndarray:
+    """``a + b / n`` for each segment length ``n``, ``error`` = (a, b)."""
+    return error[0] + error[1] / np.maximum(np.asarray(n_frames, np.float64), 1.0)
+
 
 def shrink(values: np.ndarray, s2: np.ndarray, iterations: int = 20) -> np.ndarray:
     """Empirical-Bayes posterior means of ``values`` with error variances ``s2`` under a
@@ -87,7 +97,6 @@ def pool_values(segments: Mapping[str, np.ndarray], options, groups: np.ndarray 
     use = state != IMMOBILE
     if exclude is not None:
         use &= ~np.asarray(exclude, bool)
-    (a_a, a_b), (k_a, k_b) = options.alpha_error, options.logk_error
     for g in np.unique(groups[use]):
         for s in np.unique(state[use & (groups == g)]):
             rows = np.flatnonzero(use & (groups == g) & (state == s))
@@ -96,8 +105,8 @@ def pool_values(segments: Mapping[str, np.ndarray], options, groups: np.ndarray 
                 if len(r) < options.min_segments:
                     continue
                 if s in options.pool_alpha_states:
-                    alpha[r] = shrink(alpha[r], a_a + a_b / n[r])
-                pooled_logk[r] = shrink(logk[r], k_a + k_b / n[r])
+                    alpha[r] = shrink(alpha[r], error_variance(n[r], options.alpha_error))
+                pooled_logk[r] = shrink(logk[r], error_variance(n[r], options.logk_error))
     # values at the floor stay where they were (log10 K there is the floor, not a measurement)
     K = np.where(logk > np.log10(options.k_floor), 10.0 ** pooled_logk, np.asarray(out["K"], np.float64))
     out["alpha_single"], out["K_single"] = out["alpha"], out["K"]

@@ -33,6 +33,7 @@ import numpy as np
 from anomalousnet.core.names import CONFINED, FREE, IMMOBILE, N_STATES, REQUIRED_PRED_COLUMNS, STATE_PROB_COLUMNS
 from anomalousnet.core.trajectories import Trajectories, measured_points
 from anomalousnet.segments.msd import ANDI_NOISE, log_steps, msd_fit
+from anomalousnet.segments.pooling import ALPHA_ERROR, LOGK_ERROR
 
 SEGMENT_COLUMNS = ("particle", "start", "end", "alpha", "K", "state")
 
@@ -90,8 +91,8 @@ class SegmentOptions:
     state_prior: tuple[float, float, float, float] = (1.0, 1.0, 3.5, 1.75)
     immobile_alpha_zero: bool = True
     pool_values: bool = True
-    alpha_error: tuple[float, float] = (0.001, 0.96)
-    logk_error: tuple[float, float] = (0.002, 1.0)
+    alpha_error: tuple[float, float] = ALPHA_ERROR
+    logk_error: tuple[float, float] = LOGK_ERROR
     split_decades: float = 0.5
     min_segments: int = 3
     pool_alpha_states: tuple[int, ...] = (CONFINED, FREE)
