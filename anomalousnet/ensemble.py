@@ -11,36 +11,47 @@ state split by the K clustering of :func:`split_by_K`.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterable, Mapping
 
 import numpy as np
 
 from anomalousnet.core.names import IMMOBILE
 from anomalousnet.io.andi_files import EnsembleLabel, TrajectoryLabel, labels_to_segments
-from anomalousnet.segments.pooling import ALPHA_ERROR, error_variance, k_clusters
+from anomalousnet.segments.pooling import ALPHA_ERROR, LOGK_ERROR, error_variance, k_clusters
 
 ENSEMBLE_COLUMNS = ("state", "alpha_mean", "alpha_var", "K_mean", "K_var", "weight", "n_segments", "n_frames")
 
 
-# The part of a segment's alpha error variance (a + b / n_frames) that widens the spread of a
-# state's values: 0.75 of pooling's error model. The rest is shared by a FOV's segments (a
-# bias) and does not widen it (benchmarks/TUNING.md, "How the ensembles' spread was chosen").
-ALPHA_NOISE = (0.75 * ALPHA_ERROR[0], 0.75 * ALPHA_ERROR[1])
+@dataclasses.dataclass(frozen=True)
+class EnsembleNoise:
+    """The segments' measurement error, taken off the ensembles' variances so that they
+    describe the particles rather than the measurement (benchmarks/TUNING.md, "How the
+    ensembles' spread was chosen"). alpha, logk: (a, b) of a segment's error variance
+    ``a + b / n_frames`` of alpha and of log10 K (None: keep the measured variance);
+    k_floor: K's variance stays at least this share of the measured one (K's spread within a
+    state is small next to K, so the difference is unstable). alpha defaults to 0.75 of
+    pooling's error model (the rest is shared by a FOV's segments: a bias that does not widen
+    the spread), logk to pooling's."""
+
+    alpha: tuple[float, float] | None = (0.75 * ALPHA_ERROR[0], 0.75 * ALPHA_ERROR[1])
+    logk: tuple[float, float] | None = LOGK_ERROR
+    k_floor: float = 0.25
 
 
-def fov_ensemble(segments: Mapping[str, np.ndarray], alpha_noise: tuple[float, float] | None = ALPHA_NOISE
-                 ) -> dict[str, np.ndarray]:
+NOISE = EnsembleNoise()
+
+
+def fov_ensemble(segments: Mapping[str, np.ndarray], noise: EnsembleNoise | None = NOISE) -> dict[str, np.ndarray]:
     """Ensemble table of one field of view from its segments table (columns start, end,
     alpha, K, state; ``alpha_single`` and ``K_single``, the values before pooling, in place of
     alpha and K when present): one row per state present (per ``group`` when that column is
     there), in state order, columns :data:`ENSEMBLE_COLUMNS`. Weights sum to 1; an empty
     input gives an empty table.
 
-    ``alpha_noise``: (a, b) of the segments' alpha error variance ``a + b / n_frames``, taken
-    off each state's alpha variance (not below 0) so that it describes the particles rather
-    than the measurement; None keeps the measured variance. Immobile states (alpha 0 by
-    convention) and K are left as measured: taking a log-normal error off K's variance
-    tripled the W1 distance of K on a tuning seed."""
+    ``noise``: the measurement error taken off the variances (:class:`EnsembleNoise`; None:
+    the measured variances). Immobile states (alpha 0 and K near 0 by convention) are left
+    as measured."""
     frames = (np.asarray(segments["end"]) - np.asarray(segments["start"])).astype(np.float64)
     # each segment's own values when the pipeline pooled them (pooled values understate the spread)
     alpha = np.asarray(segments.get("alpha_single", segments["alpha"]), np.float64)
@@ -54,13 +65,19 @@ def fov_ensemble(segments: Mapping[str, np.ndarray], alpha_noise: tuple[float, f
         w = frames[m] / frames[m].sum()
         a_mean, k_mean = float(w @ alpha[m]), float(w @ K[m])
         a_var = float(w @ (alpha[m] - a_mean) ** 2)
-        if alpha_noise is not None and not np.all(state[m] == IMMOBILE):
-            a_var = max(0.0, a_var - float(w @ error_variance(frames[m], alpha_noise)))
+        correct = noise is not None and not np.all(state[m] == IMMOBILE)
+        if correct and noise.alpha is not None:
+            a_var = max(0.0, a_var - float(w @ error_variance(frames[m], noise.alpha)))
         rows["state"].append(int(s))
         rows["alpha_mean"].append(a_mean)
         rows["alpha_var"].append(a_var)
         rows["K_mean"].append(k_mean)
-        rows["K_var"].append(float(w @ (K[m] - k_mean) ** 2))
+        k_var = float(w @ (K[m] - k_mean) ** 2)
+        if correct and noise.logk is not None:
+            # a log10 K error of variance s2 spreads K by K^2 (1 - exp(-ln(10)^2 s2))
+            s2 = np.log(10.0) ** 2 * error_variance(frames[m], noise.logk)
+            k_var = max(noise.k_floor * k_var, k_var - float(w @ (K[m] ** 2 * (1 - np.exp(-s2)))))
+        rows["K_var"].append(k_var)
         rows["weight"].append(float(frames[m].sum() / total))
         rows["n_segments"].append(int(m.sum()))
         rows["n_frames"].append(int(frames[m].sum()))
@@ -86,17 +103,16 @@ def andi_matrix(ensemble: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 def ensemble_from_labels(labels: Iterable[TrajectoryLabel], model: str = "predicted",
-                         split_K: bool = True, alpha_noise: tuple[float, float] | None = ALPHA_NOISE
-                         ) -> EnsembleLabel:
+                         split_K: bool = True, noise: EnsembleNoise | None = NOISE) -> EnsembleLabel:
     """Ensemble of an experiment from its trajectories' segments (:func:`anomalousnet.ensemble.fov_ensemble`:
     one column per group, frame-weighted means and variances of alpha and K, weights the share of
     frames). Groups are the predicted states, each split in two by :func:`split_by_K` when its K
     values form two separate clusters (``split_K``). The W1 metric compares the mixtures, so
-    the column order does not matter. ``alpha_noise``: as for :func:`fov_ensemble`."""
+    the column order does not matter. ``noise``: as for :func:`fov_ensemble`."""
     segments = labels_to_segments(labels)
     if split_K:
         segments["group"] = split_by_K(segments)
-    table = fov_ensemble(segments, alpha_noise)
+    table = fov_ensemble(segments, noise)
     if not len(table["state"]):
         return EnsembleLabel(model, np.array([[1.0], [0.0], [1.0], [0.0], [1.0]]))
     return EnsembleLabel(model, andi_matrix(table))

@@ -1,7 +1,7 @@
-"""The ensembles' alpha noise (anomalousnet.ensemble.fov_ensemble's ``alpha_noise``) on
-simulated AnDi-2 data: W1 distances of alpha and K, per diffusion model, with alpha's
-measured spread as it is (factor 0) and with pooling's error model (ALPHA_ERROR) times a
-factor taken off it (the default: ALPHA_NOISE, 0.75).
+"""The ensembles' noise model (anomalousnet.ensemble.EnsembleNoise) on simulated AnDi-2 data:
+W1 distances of alpha and K, per diffusion model, with the measured variances (factor 0)
+and with pooling's error models (ALPHA_ERROR, LOGK_ERROR) times a factor taken off them, K's
+variance kept at least ``k_floor`` of the measured one.
 
 Runs ``andi run``'s track-2 path once (the model method: networks, segments, field-of-view
 stage, pooling, per experiment), keeps every experiment's labels, then builds each
@@ -29,10 +29,17 @@ from anomalousnet import ensemble as ens  # noqa: E402
 from anomalousnet.andi import benchmark as bm  # noqa: E402
 from anomalousnet.andi import methods, scoring, submission  # noqa: E402
 from anomalousnet.io import andi_files as af  # noqa: E402
-from anomalousnet.segments.pooling import ALPHA_ERROR  # noqa: E402
+from anomalousnet.segments.pooling import ALPHA_ERROR, LOGK_ERROR  # noqa: E402
 
 
-FACTORS = (0.0, 0.5, 0.75, 1.0)  # on ALPHA_ERROR; 0: no noise taken off
+# (alpha factor, log10 K factor, k_floor); factors on pooling's error models, 0: none
+SETTINGS = [(fa, 1.0, 0.25) for fa in (0.0, 0.5, 0.75, 1.0)] + \
+    [(0.75, fk, floor) for floor in (0.0, 0.25, 0.5) for fk in (0.0, 0.5, 0.75, 1.0)]
+
+
+def noise_model(fa: float, fk: float, floor: float) -> ens.EnsembleNoise:
+    scaled = [(f * e[0], f * e[1]) if f else None for f, e in ((fa, ALPHA_ERROR), (fk, LOGK_ERROR))]
+    return ens.EnsembleNoise(alpha=scaled[0], logk=scaled[1], k_floor=floor)
 
 
 def experiment_labels(root: Path, model: str) -> dict[int, list]:
@@ -77,17 +84,17 @@ def main() -> None:
             args.cache.write_bytes(pickle.dumps(labels))
     ref = {exp: af.read_ensemble(root / "ref" / "track_2" / f"exp_{exp}" / af.ENSEMBLE_NAME) for exp in labels}
     print(f"seed {args.seed}: {len(labels)} experiments, {sum(map(len, labels.values()))} trajectories")
-    print(f"{'factor':<8}{'model':<16}{'W1 alpha':>10}{'W1 K':>10}")
-    for factor in FACTORS:
-        noise = (factor * ALPHA_ERROR[0], factor * ALPHA_ERROR[1]) if factor else None
+    print(f"{'alpha x, K x, floor':<22}{'model':<16}{'W1 alpha':>10}{'W1 K':>10}")
+    for setting in SETTINGS:
+        noise, name = noise_model(*setting), ", ".join(f"{v:g}" for v in setting)
         by_model = defaultdict(list)
         for exp, exp_labels in sorted(labels.items()):
-            m = scoring.score_ensemble(ref[exp], ens.ensemble_from_labels(exp_labels, alpha_noise=noise))
+            m = scoring.score_ensemble(ref[exp], ens.ensemble_from_labels(exp_labels, noise=noise))
             by_model[ref[exp].model].append((m["ens_alpha_w1"], m["ens_K_w1"]))
             by_model["all"].append((m["ens_alpha_w1"], m["ens_K_w1"]))
         for model, values in by_model.items():
             a, k = np.mean(values, axis=0)
-            print(f"{factor:<8g}{model:<16}{a:>10.4f}{k:>10.4f}", flush=True)
+            print(f"{name:<22}{model:<16}{a:>10.4f}{k:>10.4f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import click
 
 @click.command(short_help="Side by side on seeded AnDi-2 style data: the built-in model, a classical "
                                   "baseline and a naive one, by the official scorer.")
-@click.option("--quick", is_flag=True, help="Trajectories only (no videos), one FOV per experiment.")
+@click.option("--quick", is_flag=True, help="Trajectories only (no videos).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every simulated dataset.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="build/benchmark", show_default=True,
               help="Folder for datasets (reused when present), submissions and benchmark.json.")

@@ -333,7 +333,7 @@ def test_ensemble_is_frame_weighted_per_state(tmp_path):
     seg = {"start": np.array([0, 10, 0, 0]), "end": np.array([10, 40, 20, 5]),
            "alpha": np.array([0.5, 1.0, 0.7, 0.0]), "K": np.array([1.0, 2.0, 3.0, 0.0]),
            "state": np.array([2, 2, 1, 0])}
-    e = ens.fov_ensemble(seg, alpha_noise=None)
+    e = ens.fov_ensemble(seg, noise=None)
     assert e["state"].tolist() == [0, 1, 2]
     assert e["weight"].tolist() == pytest.approx([5 / 65, 20 / 65, 40 / 65])
     assert e["alpha_mean"][2] == pytest.approx(0.25 * 0.5 + 0.75 * 1.0)
@@ -344,20 +344,24 @@ def test_ensemble_is_frame_weighted_per_state(tmp_path):
     assert np.allclose(np.loadtxt(text.splitlines()[1:], delimiter=";"), ens.andi_matrix(e))
 
 
-def test_ensemble_alpha_variance_is_the_particles_not_the_measurement():
+def test_ensemble_variances_are_the_particles_not_the_measurement():
     rng = np.random.default_rng(3)
-    n = np.repeat([40, 200], 200)  # segment lengths: error variance 0.01 + 1 / n
-    true_alpha = rng.normal(0.8, 0.1, n.size)
+    n = np.repeat([40, 200], 2000)  # segment lengths: error variances 0.01 + 1 / n and 0.001
+    true_alpha, true_K = rng.normal(0.8, 0.1, n.size), rng.normal(1.0, 0.1, n.size)
     seg = {"start": np.zeros(n.size, int), "end": n, "alpha": true_alpha + rng.normal(0, np.sqrt(0.01 + 1 / n)),
-           "K": np.ones(n.size), "state": np.full(n.size, 2)}
-    measured = ens.fov_ensemble(seg, alpha_noise=None)["alpha_var"][0]
-    e = ens.fov_ensemble(seg, alpha_noise=(0.01, 1.0))
-    assert measured > 0.025 and e["alpha_var"][0] == pytest.approx(0.01, abs=0.003)
-    assert e["alpha_mean"][0] == pytest.approx(0.8, abs=0.02)
-    # more noise than spread: 0, not negative; immobile states keep their measured values
-    assert ens.fov_ensemble(seg, alpha_noise=(1.0, 0.0))["alpha_var"][0] == 0.0
-    immobile = {**seg, "state": np.zeros(n.size, int)}
-    assert ens.fov_ensemble(immobile)["alpha_var"][0] == pytest.approx(measured)
+           "K": true_K * 10 ** rng.normal(0, np.sqrt(0.001), n.size), "state": np.full(n.size, 2)}
+    measured = ens.fov_ensemble(seg, noise=None)
+    e = ens.fov_ensemble(seg, noise=ens.EnsembleNoise(alpha=(0.01, 1.0), logk=(0.001, 0.0)))
+    assert measured["alpha_var"][0] > 0.025 and e["alpha_var"][0] == pytest.approx(0.01, abs=0.003)
+    assert measured["K_var"][0] > 0.0145 and e["K_var"][0] == pytest.approx(0.01, abs=0.002)
+    assert e["alpha_mean"][0] == pytest.approx(0.8, abs=0.02) and e["K_mean"][0] == pytest.approx(1.0, abs=0.02)
+    # more noise than spread: alpha's variance 0, K's a share of the measured one
+    e = ens.fov_ensemble(seg, noise=ens.EnsembleNoise(alpha=(1.0, 0.0), logk=(1.0, 0.0), k_floor=0.25))
+    assert e["alpha_var"][0] == 0.0 and e["K_var"][0] == pytest.approx(0.25 * measured["K_var"][0])
+    # immobile states keep their measured values
+    immobile = ens.fov_ensemble({**seg, "state": np.zeros(n.size, int)})
+    assert immobile["alpha_var"][0] == pytest.approx(measured["alpha_var"][0])
+    assert immobile["K_var"][0] == pytest.approx(measured["K_var"][0])
 
 
 def test_ensemble_splits_a_small_slow_population_of_one_state():
