@@ -2,7 +2,7 @@
 
 For each predicted state present in a field of view (one video, CSV or shard): the mean
 and variance of alpha and of K over that state's segments, each segment weighted by its
-number of frames (alpha's variance less the segments' own measurement error), and the
+number of frames (the variances less the segments' own measurement error), and the
 state's weight (its share of all frames). This is the AnDi-2
 ensemble task's content; :func:`andi_matrix` lays it out as ``ensemble_labels.txt``
 holds it (rows: mean alpha, variance alpha, mean K, variance K, weight; one column per
