@@ -18,6 +18,10 @@ def segment_options(func):
                         show_default=True, metavar="I,C,F,D",
                         help="Multipliers of the immobile, confined, free and directed probabilities before a "
                              "segment's state is chosen (1,1,1,1: the network's own balance).")(func)
+    func = click.option("--directed-alpha", type=click.FloatRange(min=0, max=2), default=d.directed_alpha,
+                        show_default=True,
+                        help="A segment called free or directed is directed when its alpha is at least this, as "
+                             "AnDi-2 defines directed motion (0: keep the networks' call).")(func)
     func = click.option("--noise", type=click.FloatRange(min=0), default=d.noise, show_default=True,
                         help="Localisation noise sigma in px, subtracted in the segments' MSD fits.")(func)
     func = click.option("--min-dwell", type=click.IntRange(min=1), default=d.min_dwell, show_default=True,
@@ -108,9 +112,9 @@ def fill_gaps_option(func):
 @click.option("--columns", "csv_columns", metavar="particle=COL,frame=COL,x=COL,y=COL",
               help="CSV inputs: the columns holding particle, frame, x and y, when not named so (trackpy's "
                    "and TrackMate's exports, TRACK_ID, FRAME, POSITION_X, POSITION_Y, are recognised).")
-def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalty, width, min_dwell, noise, state_prior,
-          zones, pool_values, workers, scheduler_file, report, diameter, minmass, search_range, separation, memory,
-          min_length, fill_gaps, csv_columns):
+def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalty, width, min_dwell, noise,
+          directed_alpha, state_prior, zones, pool_values, workers, scheduler_file, report, diameter, minmass,
+          search_range, separation, memory, min_length, fill_gaps, csv_columns):
     """The main job: track (videos) -> predict -> change points -> ensemble -> write.
 
     Writes RESULTS/store (HDF5 results store), RESULTS/segments.csv, RESULTS/ensemble.csv,
@@ -139,7 +143,7 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
                              pixel_size_um=pixel_size or nan,
                              frame_interval_s=frame_interval or nan)
         seg = SegmentOptions(penalty=penalty, width=width, min_dwell=min_dwell, noise=noise, state_prior=state_prior,
-                              pool_values=pool_values)
+                              directed_alpha=directed_alpha or None, pool_values=pool_values)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     from anomalousnet.io.andi_files import parse_column_map
@@ -190,8 +194,8 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
 @click.option("--report", is_flag=True, help="Also redraw the figures (RESULTS/figures/); without it, "
               "figures drawn from the old segments are removed.")
 @dask_options
-def segment(inputs, out_dir, pixel_size, frame_interval, penalty, width, min_dwell, noise, state_prior, zones,
-            pool_values, report, workers, scheduler_file):
+def segment(inputs, out_dir, pixel_size, frame_interval, penalty, width, min_dwell, noise, directed_alpha,
+            state_prior, zones, pool_values, report, workers, scheduler_file):
     """Change points alone, on stores that already hold predictions (e.g. RESULTS/store).
 
     Recomputes each shard's segments, ensemble and zones tables in place (atomically) and
@@ -207,7 +211,7 @@ def segment(inputs, out_dir, pixel_size, frame_interval, penalty, width, min_dwe
 
     try:
         seg = SegmentOptions(penalty=penalty, width=width, min_dwell=min_dwell, noise=noise, state_prior=state_prior,
-                              pool_values=pool_values)
+                              directed_alpha=directed_alpha or None, pool_values=pool_values)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     found, failed = expand_inputs(inputs, kinds=("store",))

@@ -241,6 +241,24 @@ def test_state_is_the_segment_mean_probability_times_the_prior():
         cp.SegmentOptions(state_prior=(1, 1, 0, 1))
 
 
+def test_directed_or_free_is_decided_by_alpha_as_andi_defines_it():
+    n = 60
+    directed = np.tile(np.array([0.0, 0.0, 0.2, 0.8], np.float32), (n, 1))
+    free = directed[:, [0, 1, 3, 2]]
+    K, state = np.full(n, 0.1, np.float32), np.full(n, 3, np.int8)
+    for probs in (directed, free):
+        for alpha, expected in ((1.5, 2), (1.84, 2), (1.86, 3), (1.95, 3)):
+            seg = cp.segment_track(np.full(n, alpha, np.float32), K, state, cp.SegmentOptions(), probs)
+            assert seg["state"].tolist() == [expected]
+    # None keeps the networks' call; immobile and confined calls are never changed
+    keep = cp.SegmentOptions(directed_alpha=None)
+    assert cp.segment_track(np.full(n, 1.5, np.float32), K, state, keep, directed)["state"].tolist() == [3]
+    confined = directed[:, [0, 3, 2, 1]]
+    assert cp.segment_track(np.full(n, 1.95, np.float32), K, state, cp.SegmentOptions(), confined)["state"].tolist() == [1]
+    with pytest.raises(ValueError, match="directed_alpha"):
+        cp.SegmentOptions(directed_alpha=2.5)
+
+
 def test_filled_frames_are_missing_steps_not_a_slow_segment():
     """A tracking gap filled by interpolation is a run of equal small steps; unflagged it looks
     like a slow segment and draws change points, flagged (``observed`` False) it does not."""

@@ -15,7 +15,8 @@ signal, change points (:class:`~anomalousnet.segments.detector.WindowL2`), per-s
 * **Segment values**: alpha and K, the medians of the networks' values, refined on
   segments long enough by a time-averaged MSD fit of the positions (K from the fit; alpha
   blended, the fit's share growing with the segment's length); state, the argmax of the
-  segment's mean state probabilities times ``state_prior``.
+  segment's mean state probabilities times ``state_prior``, free or directed then by alpha
+  (``directed_alpha``, as AnDi-2 defines directed motion).
 * **Defaults**: chosen on simulated AnDi-2 data of their own seed with the official
   metrics; ``benchmarks/TUNING.md`` records the grids and the choice
   (``benchmarks/tune_segments.py`` re-runs them).
@@ -30,7 +31,7 @@ from typing import Mapping
 
 import numpy as np
 
-from anomalousnet.core.names import CONFINED, FREE, IMMOBILE, N_STATES, REQUIRED_PRED_COLUMNS, STATE_PROB_COLUMNS
+from anomalousnet.core.names import CONFINED, DIRECTED, FREE, IMMOBILE, N_STATES, REQUIRED_PRED_COLUMNS, STATE_PROB_COLUMNS
 from anomalousnet.core.trajectories import Trajectories, measured_points
 from anomalousnet.segments.msd import ANDI_NOISE, log_steps, msd_fit
 from anomalousnet.segments.pooling import ALPHA_ERROR, LOGK_ERROR
@@ -66,6 +67,10 @@ class SegmentOptions:
     immobile_alpha_zero: segments called immobile get alpha 0, the AnDi-2 convention for a
         particle held in place (an MSD slope there measures only localisation noise). Their
         K stays the fit's (near 0).
+    directed_alpha: a segment called free or directed is directed when its alpha is at least
+        this, else free: AnDi-2 defines directed motion by alpha alone (andi_datasets'
+        ``alpha_directed``: 1.9 of the true alpha; 1.85 of the estimate, which runs low near
+        alpha 2, on the tuning seeds). None keeps the networks' call.
     pool_values: after the field-of-view stage, draw each segment's alpha and K toward the
         mean of its FOV's segments of the same state and K cluster, the more the shorter
         it is (:mod:`anomalousnet.segments.pooling`, empirical Bayes). alpha_error and
@@ -90,6 +95,7 @@ class SegmentOptions:
     noise: float = ANDI_NOISE
     state_prior: tuple[float, float, float, float] = (1.0, 1.0, 3.5, 1.75)
     immobile_alpha_zero: bool = True
+    directed_alpha: float | None = 1.85
     pool_values: bool = True
     alpha_error: tuple[float, float] = ALPHA_ERROR
     logk_error: tuple[float, float] = LOGK_ERROR
@@ -114,6 +120,8 @@ class SegmentOptions:
                 not self.alpha_error[0] + self.alpha_error[1] > 0 or not self.logk_error[0] + self.logk_error[1] > 0:
             raise ValueError(f"alpha_error and logk_error need two values >= 0, not both 0, got {self.alpha_error}, "
                              f"{self.logk_error}")
+        if self.directed_alpha is not None and not 0 < self.directed_alpha <= 2:
+            raise ValueError(f"directed_alpha must be in (0, 2] or None, got {self.directed_alpha}")
         if len(self.state_prior) != N_STATES or not all(p > 0 for p in self.state_prior):
             raise ValueError(f"state_prior needs {N_STATES} positive values, got {self.state_prior}")
 
@@ -263,6 +271,8 @@ def segment_track(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
             seg_state.append(_mode(smoothed_state[a:b]))
         if seg_state[-1] == IMMOBILE and options.immobile_alpha_zero:
             seg_a = 0.0
+        if options.directed_alpha is not None and seg_state[-1] in (FREE, DIRECTED):
+            seg_state[-1] = DIRECTED if seg_a >= options.directed_alpha else FREE
         seg_alpha.append(seg_a)
         seg_k.append(seg_K)
     return {"start": bounds[:-1], "end": bounds[1:], "alpha": np.array(seg_alpha, dtype=np.float32),
