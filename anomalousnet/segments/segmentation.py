@@ -31,7 +31,8 @@ from typing import Mapping
 
 import numpy as np
 
-from anomalousnet.core.names import CONFINED, DIRECTED, FREE, IMMOBILE, N_STATES, REQUIRED_PRED_COLUMNS, STATE_PROB_COLUMNS
+from anomalousnet.core.names import (CONFINED, DIRECTED, FREE, IMMOBILE, N_STATES, REQUIRED_PRED_COLUMNS,
+                                     STATE_PROB_COLUMNS)
 from anomalousnet.core.trajectories import Trajectories, measured_points
 from anomalousnet.segments.msd import ANDI_NOISE, log_steps, msd_fit
 from anomalousnet.segments.pooling import ALPHA_ERROR, LOGK_ERROR
