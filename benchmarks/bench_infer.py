@@ -246,6 +246,8 @@ def main() -> None:
     seg = bench_segment(traj, preds, args.quick)
     print(f"change points, trajectories/s: in-process {seg['in_process']:.0f}, Dask 1 worker {seg['dask_1']:.0f}, "
           f"Dask 2 workers {seg['dask_2']:.0f}")
+    if args.work:
+        Path(args.work).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         tmp = Path(tmp)
         one = write_videos(tmp / "one", 1, 200, (128, 128), 20)
