@@ -43,24 +43,28 @@ def noise_model(fa: float, fk: float, floor: float) -> ens.EnsembleNoise:
 
 
 def experiment_labels(root: Path, model: str) -> dict[int, list]:
-    """Every track-2 experiment's labels from ``andi run``'s path (captured where it writes
-    the ensemble)."""
+    """Every track-2 experiment's labels from ``andi run``'s path: its ensemble step is
+    wrapped to keep the labels it summarises, paired with the experiment whose file it writes
+    next."""
     captured: dict[int, list] = {}
-    write_ensemble = submission.write_ensemble
-
-    def capture(path, label):
-        captured[int(Path(path).parent.name.split("_")[1])] = kept.pop()
-        return write_ensemble(path, label)
-
-    kept: list = []
+    pending: list = []
+    summarise, write = submission.ensemble_from_labels, submission.write_ensemble
 
     def keep(labels, *args, **kwargs):
-        kept.append(list(labels))
-        return ens.ensemble_from_labels(kept[-1], *args, **kwargs)
+        pending.append(list(labels))
+        return summarise(pending[-1], *args, **kwargs)
+
+    def capture(path, label):
+        captured[int(Path(path).parent.name.split("_")[1])] = pending.pop()
+        return write(path, label)
 
     submission.ensemble_from_labels, submission.write_ensemble = keep, capture
-    with tempfile.TemporaryDirectory() as sub:
-        submission.run_public(root / "public", sub, methods.make_method("model", model), tracks=(2,), progress=False)
+    try:
+        with tempfile.TemporaryDirectory() as sub:
+            submission.run_public(root / "public", sub, methods.make_method("model", model), tracks=(2,),
+                                  progress=False)
+    finally:
+        submission.ensemble_from_labels, submission.write_ensemble = summarise, write
     return captured
 
 
