@@ -254,7 +254,8 @@ def test_directed_or_free_is_decided_by_alpha_as_andi_defines_it():
     keep = cp.SegmentOptions(directed_alpha=None)
     assert cp.segment_track(np.full(n, 1.5, np.float32), K, state, keep, directed)["state"].tolist() == [3]
     confined = directed[:, [0, 3, 2, 1]]
-    assert cp.segment_track(np.full(n, 1.95, np.float32), K, state, cp.SegmentOptions(), confined)["state"].tolist() == [1]
+    seg = cp.segment_track(np.full(n, 1.95, np.float32), K, state, cp.SegmentOptions(), confined)
+    assert seg["state"].tolist() == [1]
     with pytest.raises(ValueError, match="directed_alpha"):
         cp.SegmentOptions(directed_alpha=2.5)
 
