@@ -23,6 +23,19 @@ import numpy as np
 import pandas as pd
 
 
+def experiment_models(data: Path) -> dict[int, str]:
+    """Experiment number -> diffusion model name, from ``dataset.json`` or (the benchmark's
+    directed set has none) from the first line of each experiment's ``ens_labs_fov_0.txt``."""
+    manifest = data / "dataset.json"
+    if manifest.exists():
+        return dict(enumerate(e["model"] for e in json.loads(manifest.read_text())["experiments"]))
+    out = {}
+    for labels in (data / "ref" / "track_2").glob("exp_*/ens_labs_fov_0.txt"):
+        first = labels.read_text().splitlines()[0]  # "model: multi_state; num_state: 2"
+        out[int(labels.parent.name[4:])] = first.split(";")[0].split(":")[1].strip()
+    return out
+
+
 def predicted_fovs(data: Path, model: str = "default") -> list[dict]:
     """Per FOV of track 2: experiment, FOV number, model name, trajectories with predictions,
     segments, and the true state per point."""
@@ -32,7 +45,7 @@ def predicted_fovs(data: Path, model: str = "default") -> list[dict]:
     from anomalousnet.segments.segmentation import segment_trajectories
 
     bundle = load_bundle(model)
-    models = [e["model"] for e in json.loads((data / "dataset.json").read_text())["experiments"]]
+    models = experiment_models(data)
     fovs = []
     for exp_dir in sorted((data / "public" / "track_2").glob("exp_*"), key=lambda p: int(p.name[4:])):
         exp = int(exp_dir.name[4:])
