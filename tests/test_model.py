@@ -265,3 +265,24 @@ def test_bundle_predicts_the_same_under_jax_without_tensorflow(tmp_path, bundle)
     np.testing.assert_allclose(jax_pred["pred_alpha"], tf_pred["pred_alpha"], atol=1e-4)
     np.testing.assert_allclose(jax_pred["pred_K"], tf_pred["pred_K"], rtol=1e-3)
     assert np.mean(jax_pred["pred_state"] == tf_pred["pred_state"]) > 0.99
+
+
+def test_fused_layer_normalization_matches_keras():
+    """The networks' LayerNormalization (one fused kernel at inference) gives Keras' result,
+    at inference and in training, and loads the same weights."""
+    import keras
+
+    from anomalousnet.networks.model import LayerNormalization
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, (8, 52, 24)).astype(np.float32)
+    ours, theirs = LayerNormalization(), keras.layers.LayerNormalization()
+    ours.build(x.shape)
+    theirs.build(x.shape)
+    weights = [rng.normal(1, 0.3, 24).astype(np.float32), rng.normal(0, 0.3, 24).astype(np.float32)]
+    ours.set_weights(weights)
+    theirs.set_weights(weights)
+    expected = np.asarray(theirs(x))
+    assert np.abs(expected).max() > 1  # gamma and beta were applied
+    np.testing.assert_allclose(np.asarray(ours(x, training=False)), expected, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(ours(x, training=True)), expected, atol=1e-6)

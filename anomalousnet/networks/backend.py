@@ -58,3 +58,16 @@ def import_keras():
                     sys.stderr.write(line)
             sys.stderr.flush()
     return keras
+
+
+def fused(function):
+    """``function`` (of tensors, built from ``keras.ops``) compiled into one fused kernel where
+    the backend compiles per op otherwise: under TensorFlow an XLA-compiled ``tf.function``
+    (traced once per input shape), under other backends ``function`` itself (JAX compiles
+    the whole model anyway)."""
+    keras = import_keras()
+    if keras.backend.backend() != "tensorflow":
+        return function
+    import tensorflow as tf
+
+    return tf.function(function, jit_compile=True)

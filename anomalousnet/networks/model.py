@@ -1,6 +1,7 @@
 """1-D Attention U-Nets over the time axis (AnomalousNet), one per target: alpha, K, state.
 
-Keras 3 functional API with Keras layers and ``keras.ops`` only (no backend calls), so a
+Keras 3 functional API with Keras layers and ``keras.ops`` only (no backend calls but the
+fused inference kernel of :class:`LayerNormalization`, which falls back to plain ops), so a
 bundle loads and predicts under any Keras backend (TensorFlow, JAX, PyTorch). Only the
 training loop (anomalousnet.networks.training) is TensorFlow-specific.
 
@@ -45,10 +46,50 @@ def filters_for(preset: str, target: str) -> tuple[int, ...]:
     return PRESETS[preset][target]
 
 
+def _frame_norm(x, gamma, beta, epsilon: float):
+    centred = x - ops.mean(x, axis=-1, keepdims=True)
+    scale = ops.rsqrt(ops.mean(ops.square(centred), axis=-1, keepdims=True) + epsilon)
+    return centred * scale * gamma + beta
+
+
+# Batches of fewer windows (one video's few tracks) skip the fused kernel: it is compiled once
+# per batch shape (about 0.1 s per layer width), more than it saves on a small batch.
+FUSED_MIN_BATCH = 256
+_fused_frame_norm = None
+
+
+@keras.saving.register_keras_serializable(package="anomalousnet")
+class LayerNormalization(layers.LayerNormalization):
+    """Keras' LayerNormalization (per frame, over the channels) with the same weights and, to
+    float32 rounding (1e-6), the same output, computed in fewer passes at inference (float32):
+    as one fused kernel (:func:`anomalousnet.networks.backend.fused`) for batches of at least
+    :data:`FUSED_MIN_BATCH` windows, else in plain ops. Keras' own op makes about eight passes
+    over the tensor, and in the ``cpu`` preset's narrow layers those passes took a third of
+    the CPU prediction time (``benchmarks/bench_infer.py``). Training uses Keras' op.
+    The class keeps Keras' name: weights files key a layer's variables by its class name."""
+
+    def call(self, inputs, training=None):
+        if training or ops.dtype(inputs) != "float32" or self.rms_scaling or not (self.center and self.scale) \
+                or list(self.axis) not in ([-1], [len(inputs.shape) - 1]):
+            return super().call(inputs)
+        global _fused_frame_norm
+        if _fused_frame_norm is None:
+            from anomalousnet.networks.backend import fused
+
+            _fused_frame_norm = fused(_frame_norm)
+        args = (inputs, self.gamma.value, self.beta.value, float(self.epsilon))
+        batch = inputs.shape[0]
+        if batch is not None:
+            return _fused_frame_norm(*args) if batch >= FUSED_MIN_BATCH else _frame_norm(*args)
+        # a graph traced for any batch size (Keras relaxes the shape after a few): decide per call
+        return ops.cond(ops.shape(inputs)[0] >= FUSED_MIN_BATCH, lambda: _fused_frame_norm(*args),
+                        lambda: _frame_norm(*args))
+
+
 def conv_block(x, filters: int, kernel_size: int, name: str):
     for i in (1, 2):
         x = layers.Conv1D(filters, kernel_size, padding="same", name=f"{name}_conv{i}")(x)
-        x = layers.LayerNormalization(name=f"{name}_norm{i}")(x)
+        x = LayerNormalization(name=f"{name}_norm{i}")(x)
         x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
     return x
 
