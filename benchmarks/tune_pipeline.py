@@ -1,4 +1,4 @@
-"""Grid over ``SegmentOptions`` on the whole track-2 path of ``andi run`` (networks, segments,
+"""Grid over ``SegmentOptions`` and ``ZoneOptions`` on the whole track-2 path of ``andi run`` (networks, segments,
 field-of-view stage, pooling per experiment), scored with the official metrics
 (``andi_datasets.utils_challenge``, as ``andi score``) on the benchmark's two datasets of a
 tuning seed (the challenge-default experiments and the directed set; simulated or reused
@@ -28,6 +28,7 @@ from anomalousnet.andi import methods, scoring  # noqa: E402
 from anomalousnet.andi.submission import run_public  # noqa: E402
 from anomalousnet.networks import predict as networks_predict  # noqa: E402
 from anomalousnet.segments.segmentation import SegmentOptions  # noqa: E402
+from anomalousnet.segments.zones import ZoneOptions  # noqa: E402
 
 COLUMNS = ("cp_jaccard", "cp_rmse", "alpha_mae", "K_msle", "state_f1", "ens_alpha_w1", "ens_K_w1")
 
@@ -52,19 +53,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder whose data/ holds (or gets) the datasets")
     parser.add_argument("--fovs", type=int, default=6)
     parser.add_argument("--model", default="default")
-    parser.add_argument("--grid", default="{}", help="JSON: SegmentOptions field -> list of values")
+    parser.add_argument("--grid", default="{}", help="JSON: SegmentOptions or ZoneOptions field -> list of values")
     args = parser.parse_args()
     grid = json.loads(args.grid)
-    fields = {f.name for f in dataclasses.fields(SegmentOptions)}
-    if set(grid) - fields:
-        parser.error(f"unknown SegmentOptions field(s) {sorted(set(grid) - fields)}")
+    segment_fields = {f.name for f in dataclasses.fields(SegmentOptions)}
+    zone_fields = {f.name for f in dataclasses.fields(ZoneOptions)}
+    if set(grid) - segment_fields - zone_fields:
+        parser.error(f"unknown SegmentOptions or ZoneOptions field(s) {sorted(set(grid) - segment_fields - zone_fields)}")
     roots = bm.make_datasets(args.out / "data", bm.BenchmarkOptions(quick=True, seed=args.seed, fovs=args.fovs),
                              progress=False)
     cached_predict()
     print(f"{'dataset':<9}{'setting':<44}" + "".join(f"{c:>13}" for c in COLUMNS) + "  per-experiment CP Jaccard | F1 | W1 K")
     for values in itertools.product(*grid.values()):
         setting = {k: tuple(v) if isinstance(v, list) else v for k, v in zip(grid, values)}
-        method = methods.model_method(args.model, dataclasses.replace(SegmentOptions(), **setting))
+        method = methods.model_method(
+            args.model, SegmentOptions(**{k: v for k, v in setting.items() if k in segment_fields}),
+            zones=ZoneOptions(**{k: v for k, v in setting.items() if k in zone_fields}))
         for name, root in roots.items():
             with tempfile.TemporaryDirectory() as sub:
                 run_public(root / "public", Path(sub), method, [2], progress=False)

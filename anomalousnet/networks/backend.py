@@ -70,4 +70,4 @@ def fused(function):
         return function
     import tensorflow as tf
 
-    return tf.function(function, jit_compile=True)
+    return tf.function(function, jit_compile=True, autograph=False)  # plain ops: nothing to convert
