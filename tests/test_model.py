@@ -268,14 +268,15 @@ def test_bundle_predicts_the_same_under_jax_without_tensorflow(tmp_path, bundle)
 
 
 def test_fused_layer_normalization_matches_keras():
-    """The networks' LayerNormalization (one fused kernel at inference) gives Keras' result,
-    at inference and in training, and loads the same weights."""
+    """The networks' LayerNormalization (a fused kernel for large batches at inference, plain
+    ops for small ones) gives Keras' result, at inference and in training, from the same
+    weights; also inside a model whose graph was traced for any batch size."""
     import keras
 
-    from anomalousnet.networks.model import LayerNormalization
+    from anomalousnet.networks.model import FUSED_MIN_BATCH, LayerNormalization
 
     rng = np.random.default_rng(0)
-    x = rng.normal(3.0, 2.0, (8, 52, 24)).astype(np.float32)
+    x = rng.normal(3.0, 2.0, (FUSED_MIN_BATCH + 8, 16, 24)).astype(np.float32)
     ours, theirs = LayerNormalization(), keras.layers.LayerNormalization()
     ours.build(x.shape)
     theirs.build(x.shape)
@@ -284,5 +285,11 @@ def test_fused_layer_normalization_matches_keras():
     theirs.set_weights(weights)
     expected = np.asarray(theirs(x))
     assert np.abs(expected).max() > 1  # gamma and beta were applied
-    np.testing.assert_allclose(np.asarray(ours(x, training=False)), expected, atol=1e-5)
+    for batch in (x, x[:8]):  # fused, plain
+        np.testing.assert_allclose(np.asarray(ours(batch, training=False)), expected[:len(batch)], atol=1e-5)
     np.testing.assert_allclose(np.asarray(ours(x, training=True)), expected, atol=1e-6)
+    inputs = keras.Input((16, 24))
+    model = keras.Model(inputs, LayerNormalization(name="norm")(inputs))
+    model.get_layer("norm").set_weights(weights)
+    for n in (8, 16, FUSED_MIN_BATCH + 8, 8):  # Keras relaxes the batch dimension after a few shapes
+        np.testing.assert_allclose(model.predict_on_batch(x[:n]), expected[:n], atol=1e-5)
