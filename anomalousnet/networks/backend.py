@@ -9,6 +9,7 @@ reason), are dropped; anything else written meanwhile reaches stderr unchanged.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -26,7 +27,31 @@ START_UP_NOISE = (
     "oneDNN custom operations are on",
     "TF-TRT Warning",
     "failed call to cuInit",  # no GPU here: the run's log says where the networks run
+    # XLA's first use (the fused layer normalisation): it announces itself and its device
+    "XLA service",
+    "StreamExecutor device",
+    "Compiled cluster using XLA",
 )
+
+
+@contextlib.contextmanager
+def _known_noise_dropped():
+    """stderr (the file descriptor, where C++ writes) captured for the block, then written out
+    without the lines of :data:`START_UP_NOISE`."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                if line.strip() and not any(noise in line for noise in START_UP_NOISE):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
 
 
 def import_keras():
@@ -38,25 +63,13 @@ def import_keras():
         import keras
 
         return keras
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import keras
+    with _known_noise_dropped():
+        import keras
 
-            if keras.backend.backend() == "tensorflow":  # device discovery writes its lines now, not mid-run
-                import tensorflow as tf
+        if keras.backend.backend() == "tensorflow":  # device discovery writes its lines now, not mid-run
+            import tensorflow as tf
 
-                tf.config.list_physical_devices("GPU")
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
-                if line.strip() and not any(noise in line for noise in START_UP_NOISE):
-                    sys.stderr.write(line)
-            sys.stderr.flush()
+            tf.config.list_physical_devices("GPU")
     return keras
 
 
@@ -70,4 +83,9 @@ def fused(function):
         return function
     import tensorflow as tf
 
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "0":
+        # XLA writes its start lines at its first compile, mid-run: have it now, quietly (eagerly,
+        # also when called while a graph is traced)
+        with _known_noise_dropped(), tf.init_scope():
+            tf.function(lambda v: v + 1, jit_compile=True)(tf.zeros(1))
     return tf.function(function, jit_compile=True, autograph=False)  # plain ops: nothing to convert

@@ -55,7 +55,16 @@ def _frame_norm(x, gamma, beta, epsilon: float):
 # Batches of fewer windows (one video's few tracks) skip the fused kernel: it is compiled once
 # per batch shape (about 0.1 s per layer width), more than it saves on a small batch.
 FUSED_MIN_BATCH = 256
-_fused_frame_norm = None
+_FUSED = []
+
+
+def _fused_frame_norm():
+    """:func:`_frame_norm` as one fused kernel, made at first need (its first compile has a cost)."""
+    if not _FUSED:
+        from anomalousnet.networks.backend import fused
+
+        _FUSED.append(fused(_frame_norm))
+    return _FUSED[0]
 
 
 @keras.saving.register_keras_serializable(package="anomalousnet")
@@ -72,17 +81,12 @@ class LayerNormalization(layers.LayerNormalization):
         if training or ops.dtype(inputs) != "float32" or self.rms_scaling or not (self.center and self.scale) \
                 or list(self.axis) not in ([-1], [len(inputs.shape) - 1]):
             return super().call(inputs)
-        global _fused_frame_norm
-        if _fused_frame_norm is None:
-            from anomalousnet.networks.backend import fused
-
-            _fused_frame_norm = fused(_frame_norm)
         args = (inputs, self.gamma.value, self.beta.value, float(self.epsilon))
         batch = inputs.shape[0]
         if batch is not None:
-            return _fused_frame_norm(*args) if batch >= FUSED_MIN_BATCH else _frame_norm(*args)
+            return _fused_frame_norm()(*args) if batch >= FUSED_MIN_BATCH else _frame_norm(*args)
         # a graph traced for any batch size (Keras relaxes the shape after a few): decide per call
-        return ops.cond(ops.shape(inputs)[0] >= FUSED_MIN_BATCH, lambda: _fused_frame_norm(*args),
+        return ops.cond(ops.shape(inputs)[0] >= FUSED_MIN_BATCH, lambda: _fused_frame_norm()(*args),
                         lambda: _frame_norm(*args))
 
 
