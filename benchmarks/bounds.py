@@ -35,6 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from anomalousnet.io.andi_files import read_labels  # noqa: E402
 from anomalousnet.simulation.training_store import ALPHA_DIRECTED  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).parent))
+from tune_zones import experiment_models  # noqa: E402
+
 
 def increment_cov(alpha: float, log_scale: float, n: int, noise: float) -> np.ndarray:
     """Covariance of n increments of one axis: fGn of exponent alpha scaled by exp(log_scale)
@@ -69,12 +72,6 @@ def segments(root: Path, exp: int) -> list[tuple[float, float, int, int]]:
             bounds = [0, *label.cps, label.T]
             out += [(k, a, s, b - e) for k, a, s, e, b in zip(label.K, label.alpha, label.state, bounds, bounds[1:])]
     return out
-
-
-def experiments(root: Path) -> dict[int, str]:
-    """Experiment -> diffusion model (first line of its ensemble labels)."""
-    return {int(p.parent.name[4:]): p.read_text().split(";")[0].split(":")[1].strip()
-            for p in (root / "ref" / "track_2").glob("exp_*/ensemble_labels.txt")}
 
 
 def dataset_noise(root: Path) -> float:
@@ -123,7 +120,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     for root in args.datasets:
         noise = dataset_noise(root)
-        models = experiments(root)
+        models = experiment_models(root)
         directed_set = not (root / "dataset.json").exists()
         overall = []
         for exp, model in sorted(models.items()):

@@ -1,12 +1,12 @@
-"""Grid over ``SegmentOptions`` and ``ZoneOptions`` on the whole track-2 path of ``andi run`` (networks, segments,
-field-of-view stage, pooling per experiment), scored with the official metrics
+"""Grid over ``SegmentOptions`` and ``ZoneOptions`` on the whole track-2 path of ``andi run``
+(networks, segments, field-of-view stage, pooling per experiment), scored with the official metrics
 (``andi_datasets.utils_challenge``, as ``andi score``) on the benchmark's two datasets of a
 tuning seed (the challenge-default experiments and the directed set; simulated or reused
 under ``--out``/data, as ``anomalousnet-batch benchmark --quick``). The networks run once per
 FOV; every setting reruns the rest. Prints figures, asserts nothing.
 
     .venv/bin/python benchmarks/tune_pipeline.py --seed 7 --out build/tune-s7 \\
-        --grid '{"episode_llr": [0, 12, 16]}'
+        --grid '{"penalty": [12, 16, 24], "escape": [0.1, 0.15]}'
 """
 from __future__ import annotations
 
