@@ -64,14 +64,17 @@ def alpha_sd(alpha: float, K: float, frames: int, noise: float, logk_prior_sd: f
     return float(np.sqrt(np.linalg.inv(fisher)[0, 0]))
 
 
-def segments(root: Path, exp: int) -> list[tuple[float, float, int, int]]:
-    """(K, alpha, state, frames) of every reference segment of one track-2 experiment."""
-    out = []
+def reference(root: Path, exp: int) -> tuple[np.ndarray, int]:
+    """(K, alpha, state, frames) of every reference segment of at least 3 frames of one
+    track-2 experiment, and its number of trajectories."""
+    out, n_trajectories = [], 0
     for path in sorted((root / "ref" / "track_2" / f"exp_{exp}").glob("traj_labs_fov_*.txt")):
         for label in read_labels(path)[0]:
+            n_trajectories += 1
             bounds = [0, *label.cps, label.T]
-            out += [(k, a, s, b - e) for k, a, s, e, b in zip(label.K, label.alpha, label.state, bounds, bounds[1:])]
-    return out
+            out += [(k, a, s, b - e) for k, a, s, e, b in zip(label.K, label.alpha, label.state, bounds, bounds[1:])
+                    if b - e >= 3]
+    return np.array(out), n_trajectories
 
 
 def dataset_noise(root: Path) -> float:
@@ -79,8 +82,7 @@ def dataset_noise(root: Path) -> float:
     return float(json.loads(manifest.read_text()).get("noise", 0.12)) if manifest.exists() else 0.12
 
 
-def single_state_bound(root: Path, exp: int, noise: float) -> dict:
-    segs = np.array([s for s in segments(root, exp) if s[3] >= 3])
+def single_state_bound(segs: np.ndarray, noise: float) -> dict:
     K, alpha, frames = segs[:, 0], segs[:, 1], segs[:, 3].astype(int)
     spread = float(alpha.std())
     sd = np.array([alpha_sd(a, k, n, noise) for a, k, n in zip(alpha, K, frames)])
@@ -89,9 +91,8 @@ def single_state_bound(root: Path, exp: int, noise: float) -> dict:
             "median_crb_sd": float(np.median(sd)), "alpha_mae_bound": float(np.sqrt(2 / np.pi) * post.mean())}
 
 
-def directed_bound(root: Path, exp: int, noise: float, logk_prior: bool, rng: np.random.Generator,
+def directed_bound(segs: np.ndarray, noise: float, logk_prior: bool, rng: np.random.Generator,
                    draws: int = 400) -> dict:
-    segs = np.array([s for s in segments(root, exp) if s[3] >= 3])
     K, alpha, frames = segs[:, 0], segs[:, 1], segs[:, 3]
     fast = alpha > 1.5
     prior = alpha[fast]  # the experiment's own distribution of the fast state's alpha
@@ -104,12 +105,7 @@ def directed_bound(root: Path, exp: int, noise: float, logk_prior: bool, rng: np
         p_directed = (weight * (prior >= ALPHA_DIRECTED)).sum(1) / weight.sum(1)
         right += n * np.mean((p_directed >= 0.5) == (a >= ALPHA_DIRECTED))
     return {"fast_segments": int(fast.sum()), "fast_frames": float(frames[fast].sum()),
-            "directed_share_of_fast": float(np.mean(prior >= ALPHA_DIRECTED)), "f1_bound": float(right / frames.sum()),
-            "trajectories": trajectories(root, exp)}
-
-
-def trajectories(root: Path, exp: int) -> int:
-    return sum(len(read_labels(p)[0]) for p in (root / "ref" / "track_2" / f"exp_{exp}").glob("traj_labs_fov_*.txt"))
+            "directed_share_of_fast": float(np.mean(prior >= ALPHA_DIRECTED)), "f1_bound": float(right / frames.sum())}
 
 
 def main() -> None:
@@ -124,15 +120,18 @@ def main() -> None:
         directed_set = not (root / "dataset.json").exists()
         overall = []
         for exp, model in sorted(models.items()):
+            if not directed_set and model != "single_state":
+                continue
+            segs, n_trajectories = reference(root, exp)
             if directed_set:
-                free = directed_bound(root, exp, noise, False, rng)
-                prior = directed_bound(root, exp, noise, True, rng)
-                overall.append((free["trajectories"], free["f1_bound"], prior["f1_bound"]))
+                free = directed_bound(segs, noise, False, rng)
+                prior = directed_bound(segs, noise, True, rng)
+                overall.append((n_trajectories, free["f1_bound"], prior["f1_bound"]))
                 print(f"{root.name} exp {exp} {model}: {free['fast_segments']} fast segments, "
                       f"{free['directed_share_of_fast']:.2f} of them labelled directed; state F1 bound "
                       f"{free['f1_bound']:.3f} (K unknown), {prior['f1_bound']:.3f} (K's true spread known)")
-            elif model == "single_state":
-                b = single_state_bound(root, exp, noise)
+            else:
+                b = single_state_bound(segs, noise)
                 print(f"{root.name} exp {exp} single_state: {b['trajectories']} trajectories, true alpha sd "
                       f"{b['true_alpha_sd']:.3f}, median {b['median_frames']:.0f} frames, Cramer-Rao sd "
                       f"{b['median_crb_sd']:.3f} (median); alpha MAE bound {b['alpha_mae_bound']:.4f}")

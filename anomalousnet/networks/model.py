@@ -20,6 +20,8 @@ masked: padding frames do not count.
 """
 from __future__ import annotations
 
+import functools
+
 from anomalousnet.networks.backend import import_keras
 
 keras = import_keras()
@@ -55,16 +57,14 @@ def _frame_norm(x, gamma, beta, epsilon: float):
 # Batches of fewer windows (one video's few tracks) skip the fused kernel: it is compiled once
 # per batch shape (about 0.1 s per layer width), more than it saves on a small batch.
 FUSED_MIN_BATCH = 256
-_FUSED = []
 
 
+@functools.cache
 def _fused_frame_norm():
     """:func:`_frame_norm` as one fused kernel, made at first need (its first compile has a cost)."""
-    if not _FUSED:
-        from anomalousnet.networks.backend import fused
+    from anomalousnet.networks.backend import fused
 
-        _FUSED.append(fused(_frame_norm))
-    return _FUSED[0]
+    return fused(_frame_norm)
 
 
 @keras.saving.register_keras_serializable(package="anomalousnet")
