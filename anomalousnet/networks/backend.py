@@ -10,6 +10,7 @@ reason), are dropped; anything else written meanwhile reaches stderr unchanged.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -70,7 +71,17 @@ def import_keras():
             import tensorflow as tf
 
             tf.config.list_physical_devices("GPU")
+            logging.getLogger("tensorflow").addFilter(_RetracingWarningDropped())
     return keras
+
+
+class _RetracingWarningDropped(logging.Filter):
+    """Prediction traces Keras' predict function once per power-of-two batch shape, by design
+    (``predict._chunk_size``); TensorFlow's warning after five traces ("... triggered
+    tf.function retracing ...") would reach every run's log saying nothing about it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
 
 
 def fused(function):
