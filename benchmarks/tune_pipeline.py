@@ -63,7 +63,7 @@ def main() -> None:
     roots = bm.make_datasets(args.out / "data", bm.BenchmarkOptions(quick=True, seed=args.seed, fovs=args.fovs),
                              progress=False)
     cached_predict()
-    print(f"{'dataset':<9}{'setting':<44}" + "".join(f"{c:>13}" for c in COLUMNS) + "  per-experiment CP Jaccard | F1 | W1 K")
+    print(f"{'dataset':<9}{'setting':<44}" + "".join(f"{c:>13}" for c in COLUMNS) + "  per-experiment CP Jaccard | F1 | alpha MAE | W1 K")
     for values in itertools.product(*grid.values()):
         setting = {k: tuple(v) if isinstance(v, list) else v for k, v in zip(grid, values)}
         method = methods.model_method(
@@ -76,6 +76,7 @@ def main() -> None:
             overall = report.overall(2)
             per_exp = " ".join(f"{e.metrics.get('cp_jaccard', float('nan')):.3f}" for e in report.experiments)
             per_exp += " | F1 " + " ".join(f"{e.metrics.get('state_f1', float('nan')):.3f}" for e in report.experiments)
+            per_exp += " | alpha " + " ".join(f"{e.metrics.get('alpha_mae', float('nan')):.3f}" for e in report.experiments)
             if name == "andi":
                 per_exp += " | W1 K " + " ".join(f"{e.metrics['ens_K_w1']:.3f}" for e in report.experiments)
             print(f"{name:<9}{json.dumps(setting) or '{}':<44}" +

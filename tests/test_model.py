@@ -53,6 +53,21 @@ def test_backend_start_up_noise_is_dropped_and_other_stderr_kept():
     assert not [line for line in out.stderr.splitlines() if any(n in line for n in START_UP_NOISE)], out.stderr
 
 
+def test_tensorflow_retracing_warning_is_dropped_and_other_warnings_kept():
+    import logging
+
+    from anomalousnet.networks.backend import import_keras
+
+    if import_keras().backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow backend only")
+    logger = logging.getLogger("tensorflow")
+    record = logger.makeRecord("tensorflow", logging.WARNING, __file__, 1, "%s", (
+        "5 out of the last 5 calls to <function one_step_on_data> triggered tf.function retracing.",), None)
+    assert not logger.filter(record)
+    other = logger.makeRecord("tensorflow", logging.WARNING, __file__, 1, "an unrelated warning", (), None)
+    assert logger.filter(other)
+
+
 # ----------------------------------------------------------------------------- features
 
 def test_inputs_are_identical_for_scaled_coordinates_and_scale_is_rms_step():
@@ -155,6 +170,22 @@ def test_networks_heads_ranges_and_presets():
         mdl.build_unet("alpha", (8, 16, 32), length=210)
 
 
+def test_cpu_alpha_network_sees_108_frames_each_way_and_three_levels_25():
+    """Five levels: a frame's prediction depends on the steps about 108 frames either side (from
+    the window's middle, the whole window); three levels: about 25 (24-25 by alignment)."""
+    from anomalousnet.networks import model as mdl
+
+    x = np.random.default_rng(1).normal(size=(1, 208, 3)).astype("float32")
+    moved = x.copy()
+    moved[0, 207, :2] += 5.0
+    reach = {}
+    for filters in (mdl.filters_for("cpu", "alpha"), (24, 48, 96)):
+        net = mdl.build_unet("alpha", filters)
+        changed = np.flatnonzero(np.abs(np.asarray(net(moved)) - np.asarray(net(x)))[0] > 1e-7)
+        reach[len(filters)] = 207 - changed.min()
+    assert reach[5] >= 100 and reach[3] <= 25, reach
+
+
 def test_masked_losses_ignore_padding_and_match_by_hand():
     from anomalousnet.networks import model as mdl
 
@@ -183,8 +214,12 @@ def test_default_bundle_is_complete_and_small(bundle):
     assert total <= 20 * 2 ** 20
     meta = bundle.meta
     assert meta["input"]["features"]["length"] == 208 and "scaling" in meta["input"]
-    for head in meta["heads"].values():
+    from anomalousnet.networks import model as mdl
+
+    for target, head in meta["heads"].items():
         assert head["preset"] == "cpu" and head["training"]["command"] and head["validation"]
+        # the shipped heads are what the preset builds, so `train --init default` can fine-tune them
+        assert tuple(head["filters"]) == mdl.filters_for("cpu", target)
     assert len(bundle.sha256) == 64 and bdl.load_bundle(None).sha256 == bundle.sha256
 
 

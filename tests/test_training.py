@@ -227,6 +227,12 @@ def test_init_fine_tunes_from_a_bundle_and_records_it(tmp_path, store):
                                      "--init", str(tmp_path / "base"), "--out", str(tmp_path / "bad")),
                            capture_output=True, text=True, env=ENV, timeout=200)
     assert wrong.returncode != 0 and "no 'K' head of preset 'cpu'" in wrong.stderr
+    # a head of the same preset but other filters (an older version of the preset) is refused too
+    meta["heads"]["alpha"]["filters"] = [8, 16]
+    (tmp_path / "tuned" / "model.json").write_text(json.dumps(meta))
+    older = subprocess.run(train_cli("--data", str(store), "--epochs", "1", "--init", str(tmp_path / "tuned"),
+                                     "--out", str(tmp_path / "bad2")), capture_output=True, text=True, env=ENV, timeout=200)
+    assert older.returncode != 0 and "has filters [8, 16]" in older.stderr, older.stderr[-2000:]
 
 
 def test_bad_data_is_a_clear_error(tmp_path, store):

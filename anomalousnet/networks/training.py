@@ -468,6 +468,13 @@ def init_from_bundle(net, config: TrainConfig) -> None:
     head = bundle.meta["heads"].get(config.target)
     if head is None or head.get("preset") != config.preset:
         raise TrainingError(f"{bundle.path}: no {config.target!r} head of preset {config.preset!r} to start from")
+    from anomalousnet.networks import model as mdl
+
+    # A preset's filters may change between versions (the `cpu` alpha network grew deeper).
+    filters = list(mdl.filters_for(config.preset, config.target))
+    if list(head.get("filters", filters)) != filters:
+        raise TrainingError(f"{bundle.path}: its {config.target!r} head has filters {head['filters']}, preset "
+                            f"{config.preset!r} now builds {filters}; train that head from scratch")
     if bundle.meta["input"]["features"] != config.features.to_json():
         raise TrainingError(f"{bundle.path}: input {bundle.meta['input']['features']} differs from "
                             f"{config.features.to_json()}")

@@ -48,7 +48,9 @@ class SegmentOptions:
         signal units^2 x frames) a change point must bring to be kept; larger -> fewer.
     width: sliding-window width in frames (even; the detector compares its two halves).
     min_dwell: shortest state run / segment, in frames (3 in the paper).
-    weights: multipliers of the alpha, log10 K and state columns of the signal.
+    weights: multipliers of the alpha, log10 K and state columns of the signal. alpha weighs
+        double: the shipped alpha network sees whole tracks, so its column is steady within a
+        segment and a switch of alpha stands out (benchmarks/TUNING.md).
     k_floor: K values below it (immobile particles) count as k_floor in log10 K.
     step_weight: multiplier of the signal's log10 squared-step column (when positions are
         given; 0: off). The networks smooth over a few frames; the raw steps place a change
@@ -85,7 +87,7 @@ class SegmentOptions:
     penalty: float = 16.0
     width: int = 10
     min_dwell: int = 3
-    weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    weights: tuple[float, float, float] = (2.0, 1.0, 1.0)
     k_floor: float = 1e-3
     step_weight: float = 1.5
     refine_radius: int = 3
