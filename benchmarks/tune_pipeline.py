@@ -74,11 +74,11 @@ def main() -> None:
                 run_public(root / "public", Path(sub), method, [2], progress=False)
                 report = scoring.score(sub, root / "ref", [2], ensemble=name == "andi")
             overall = report.overall(2)
-            per_exp = " ".join(f"{e.metrics.get('cp_jaccard', float('nan')):.3f}" for e in report.experiments)
-            per_exp += " | F1 " + " ".join(f"{e.metrics.get('state_f1', float('nan')):.3f}" for e in report.experiments)
-            per_exp += " | alpha " + " ".join(f"{e.metrics.get('alpha_mae', float('nan')):.3f}" for e in report.experiments)
+            metrics = {"": "cp_jaccard", "F1 ": "state_f1", "alpha ": "alpha_mae"}
             if name == "andi":
-                per_exp += " | W1 K " + " ".join(f"{e.metrics['ens_K_w1']:.3f}" for e in report.experiments)
+                metrics["W1 K "] = "ens_K_w1"
+            per_exp = " | ".join(label + " ".join(f"{e.metrics.get(m, float('nan')):.3f}" for e in report.experiments)
+                                 for label, m in metrics.items())
             print(f"{name:<9}{json.dumps(setting) or '{}':<44}" +
                   "".join(f"{overall[c]:>13.4f}" if overall.get(c) is not None else f"{'-':>13}" for c in COLUMNS) +
                   f"  {per_exp}", flush=True)

@@ -29,11 +29,10 @@ def experiment_models(data: Path) -> dict[int, str]:
     manifest = data / "dataset.json"
     if manifest.exists():
         return dict(enumerate(e["model"] for e in json.loads(manifest.read_text())["experiments"]))
-    out = {}
-    for labels in (data / "ref" / "track_2").glob("exp_*/ens_labs_fov_0.txt"):
-        first = labels.read_text().splitlines()[0]  # "model: multi_state; num_state: 2"
-        out[int(labels.parent.name[4:])] = first.split(";")[0].split(":")[1].strip()
-    return out
+    from anomalousnet.io.andi_files import read_ensemble
+
+    return {int(labels.parent.name[4:]): read_ensemble(labels).model
+            for labels in (data / "ref" / "track_2").glob("exp_*/ens_labs_fov_0.txt")}
 
 
 def predicted_fovs(data: Path, model: str = "default") -> list[dict]:

@@ -33,10 +33,10 @@ N_CHANNELS = 3
 
 # Filters per level (the last entry is the bottleneck). `paper`: AnomalousNet's networks
 # (GPU training); `cpu`: small enough to train on a laptop CPU, shipped as the default model.
-# Each level doubles the frames a prediction sees: with 3 levels a frame's alpha and K come
-# from +-25 frames, with 5 from +-108 (from the middle of a 208-frame window, all of it: a
-# whole AnDi-length segment), for little compute (the deep levels run on 1/8 and 1/16 of the frames). That context, not
-# width, is what alpha and K need (benchmarks/TUNING.md, "Deeper alpha and K networks").
+# Each level doubles the frames a prediction sees: with 3 levels a frame's output comes from
+# +-25 frames, with 5 from +-108 (from the middle of a 208-frame window, all of it: a whole
+# AnDi-length segment), for little compute (the deep levels run on 1/8 and 1/16 of the
+# frames). That context is what alpha needs (benchmarks/TUNING.md, "Deeper alpha network").
 PRESETS: dict[str, dict[str, tuple[int, ...]]] = {
     "paper": {"alpha": (128, 512, 1024), "K": (128, 512, 1024), "state": (64, 96, 128)},
     "cpu": {"alpha": (24, 48, 64, 96, 128), "K": (24, 48, 96), "state": (16, 32, 64)},
