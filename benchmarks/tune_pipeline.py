@@ -63,7 +63,7 @@ def main() -> None:
     roots = bm.make_datasets(args.out / "data", bm.BenchmarkOptions(quick=True, seed=args.seed, fovs=args.fovs),
                              progress=False)
     cached_predict()
-    print(f"{'dataset':<9}{'setting':<44}" + "".join(f"{c:>13}" for c in COLUMNS) + "  per-experiment CP Jaccard | F1 | alpha MAE | W1 K")
+    print(f"{'dataset':<9}{'setting':<44}" + "".join(f"{c:>13}" for c in COLUMNS) + "  per-experiment CP Jaccard | F1 | alpha MAE | K MSLE | W1 K")
     for values in itertools.product(*grid.values()):
         setting = {k: tuple(v) if isinstance(v, list) else v for k, v in zip(grid, values)}
         method = methods.model_method(
@@ -74,7 +74,7 @@ def main() -> None:
                 run_public(root / "public", Path(sub), method, [2], progress=False)
                 report = scoring.score(sub, root / "ref", [2], ensemble=name == "andi")
             overall = report.overall(2)
-            metrics = {"": "cp_jaccard", "F1 ": "state_f1", "alpha ": "alpha_mae"}
+            metrics = {"": "cp_jaccard", "F1 ": "state_f1", "alpha ": "alpha_mae", "K ": "K_msle"}
             if name == "andi":
                 metrics["W1 K "] = "ens_K_w1"
             per_exp = " | ".join(label + " ".join(f"{e.metrics.get(m, float('nan')):.3f}" for e in report.experiments)

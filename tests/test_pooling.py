@@ -22,6 +22,20 @@ def test_shrinkage_removes_noise_from_a_shared_value_and_keeps_a_true_spread():
     assert np.mean(np.abs(pooled - truth)) <= np.mean(np.abs(measured - truth)) + 1e-3
 
 
+def test_a_short_segment_far_below_its_group_keeps_its_log_k_and_one_far_above_is_pooled():
+    rng = np.random.default_rng(2)
+    n = np.r_[np.full(40, 150), 10, 10]
+    s2 = 0.002 + 1.0 / n
+    logk = np.r_[rng.normal(0, 0.1, 40), -1.3, 1.3]  # monomers, a 10-frame dimer, a failed estimate
+    normal = shrink(logk, s2)
+    assert normal[40] > -0.65  # a normal prior draws the dimer more than halfway to the monomers
+    robust = shrink(logk, s2, low_outlier_z=2.5)
+    assert robust[40] == pytest.approx(-1.3)
+    assert robust[41] < 0.6  # an outlier above is still pooled (from 1.3)
+    assert np.allclose(robust[:40], normal[:40], atol=0.05)
+    assert SegmentOptions().slow_outlier_z == 2.5
+
+
 def test_k_clusters_split_two_diffusive_states_and_not_one():
     rng = np.random.default_rng(1)
     two = np.r_[rng.normal(0, 0.1, 30), rng.normal(-1.5, 0.1, 20)]

@@ -45,17 +45,29 @@ def error_variance(n_frames: np.ndarray, error: tuple[float, float]) -> np.ndarr
     return error[0] + error[1] / np.maximum(np.asarray(n_frames, np.float64), 1.0)
 
 
-def shrink(values: np.ndarray, s2: np.ndarray, iterations: int = 20) -> np.ndarray:
+def shrink(values: np.ndarray, s2: np.ndarray, iterations: int = 20, low_outlier_z: float | None = None
+           ) -> np.ndarray:
     """Empirical-Bayes posterior means of ``values`` with error variances ``s2`` under a
-    normal prior whose mean and variance are estimated from them (moments, iterated)."""
+    normal prior whose mean and variance are estimated from them (moments, iterated).
+
+    ``low_outlier_z``: a value more than this many of its own sds (``sqrt(tau2 + s2)``) below
+    the mean is left as it is and out of the moments. For log10 K such a segment is most
+    likely of a slower population (a 10-frame dimer among free monomers, too few frames to
+    be a K cluster of its own), which a normal prior would draw all the way into the
+    majority's mean; a value far above the mean is more often a failed estimate (directed
+    motion or a tracking jump inflates K), which pooling repairs."""
     values, s2 = np.asarray(values, np.float64), np.asarray(s2, np.float64)
-    w = 1.0 / s2
-    mean, tau2 = float(np.sum(w * values) / np.sum(w)), 0.0
+    keep = np.ones(len(values), bool)
+    mean, tau2 = 0.0, 0.0
     for _ in range(iterations):
-        mean = float(np.sum(w * values) / np.sum(w))
-        tau2 = max(0.0, float(np.mean((values - mean) ** 2 - s2)))
-        w = 1.0 / (tau2 + s2)
-    return mean + tau2 / (tau2 + s2) * (values - mean)
+        w = 1.0 / (tau2 + s2[keep])
+        mean = float(np.sum(w * values[keep]) / np.sum(w))
+        tau2 = max(0.0, float(np.mean((values[keep] - mean) ** 2 - s2[keep])))
+        if low_outlier_z is not None:
+            inside = values - mean >= -low_outlier_z * np.sqrt(tau2 + s2)
+            if inside.sum() >= 2:
+                keep = inside
+    return np.where(keep, mean + tau2 / (tau2 + s2) * (values - mean), values)
 
 
 def k_clusters(logk: np.ndarray, weights: np.ndarray, split_decades: float, min_share: float = 0.05
@@ -107,7 +119,8 @@ def pool_values(segments: Mapping[str, np.ndarray], options, groups: np.ndarray 
                     continue
                 if s in options.pool_alpha_states:
                     alpha[r] = shrink(alpha[r], error_variance(n[r], options.alpha_error))
-                pooled_logk[r] = shrink(logk[r], error_variance(n[r], options.logk_error))
+                pooled_logk[r] = shrink(logk[r], error_variance(n[r], options.logk_error),
+                                       low_outlier_z=options.slow_outlier_z)
     # values at the floor stay where they were (log10 K there is the floor, not a measurement)
     K = np.where(logk > np.log10(options.k_floor), 10.0 ** pooled_logk, np.asarray(out["K"], np.float64))
     out["alpha_single"], out["K_single"] = out["alpha"], out["K"]

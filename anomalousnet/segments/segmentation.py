@@ -81,7 +81,9 @@ class SegmentOptions:
         log10 K; split_decades: a state's segments are two groups when their log10 K
         cluster that far apart; min_segments: smallest group pooled; pool_alpha_states: the
         called states whose alpha is pooled (K is pooled in every mobile state; immobile
-        segments never: alpha 0 and K near 0 by convention).
+        segments never: alpha 0 and K near 0 by convention). slow_outlier_z: a segment whose
+        log10 K lies more than this many sds below its group's mean keeps its own K (a short
+        dimer or confined stretch among free segments; None: every segment is pooled).
     """
 
     penalty: float = 16.0
@@ -105,6 +107,8 @@ class SegmentOptions:
     split_decades: float = 0.5
     min_segments: int = 3
     pool_alpha_states: tuple[int, ...] = (CONFINED, FREE)
+    slow_outlier_z: float | None = 2.5
+    edge_frames: int = 0
 
     def __post_init__(self):
         if not self.penalty > 0:
@@ -262,7 +266,9 @@ def segment_track(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
     fit = x is not None and options.refine
     seg_alpha, seg_k, seg_state = [], [], []
     for a, b in zip(bounds[:-1], bounds[1:]):
-        seg_a, seg_K = np.median(alpha[a:b]), np.median(K[a:b])
+        e = min(options.edge_frames, (b - a) // 4)
+        lo, hi = a + (e if a > 0 else 0), b - (e if b < n else 0)
+        seg_a, seg_K = np.median(alpha[lo:hi]), np.median(K[lo:hi])
         if fit and b - a >= options.min_fit_frames:
             fit_a, seg_K = msd_fit(x[a:b], y[a:b], options.fit_max_lag, options.noise,
                                    None if observed is None else observed[a:b])
