@@ -58,6 +58,8 @@ def main() -> None:
     grid = json.loads(args.grid)
     segment_fields = {f.name for f in dataclasses.fields(SegmentOptions)}
     zone_fields = {f.name for f in dataclasses.fields(ZoneOptions)}
+    if set(grid) & segment_fields & zone_fields:
+        parser.error(f"field(s) {sorted(set(grid) & segment_fields & zone_fields)} of both SegmentOptions and ZoneOptions")
     if set(grid) - segment_fields - zone_fields:
         parser.error(f"unknown SegmentOptions or ZoneOptions field(s) {sorted(set(grid) - segment_fields - zone_fields)}")
     roots = bm.make_datasets(args.out / "data", bm.BenchmarkOptions(quick=True, seed=args.seed, fovs=args.fovs),

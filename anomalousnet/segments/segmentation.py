@@ -108,7 +108,6 @@ class SegmentOptions:
     min_segments: int = 3
     pool_alpha_states: tuple[int, ...] = (CONFINED, FREE)
     slow_outlier_z: float | None = 2.5
-    edge_frames: int = 0
 
     def __post_init__(self):
         if not self.penalty > 0:
@@ -266,9 +265,7 @@ def segment_track(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
     fit = x is not None and options.refine
     seg_alpha, seg_k, seg_state = [], [], []
     for a, b in zip(bounds[:-1], bounds[1:]):
-        e = min(options.edge_frames, (b - a) // 4)
-        lo, hi = a + (e if a > 0 else 0), b - (e if b < n else 0)
-        seg_a, seg_K = np.median(alpha[lo:hi]), np.median(K[lo:hi])
+        seg_a, seg_K = np.median(alpha[a:b]), np.median(K[a:b])
         if fit and b - a >= options.min_fit_frames:
             fit_a, seg_K = msd_fit(x[a:b], y[a:b], options.fit_max_lag, options.noise,
                                    None if observed is None else observed[a:b])
