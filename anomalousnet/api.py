@@ -96,10 +96,11 @@ def analyse(trajectories: pd.DataFrame, model="default", fill_gaps: bool = False
 
     options = SegmentOptions(**segment_options)
     traj = _trajectories(trajectories, fill_gaps)
-    preds = predict_points(_bundle(str(model)), traj, batch_size=batch_size)
+    bundle = _bundle(str(model))
+    preds = predict_points(bundle, traj, batch_size=batch_size)
     flagged = traj.with_tracks({"fallback": np.asarray(preds["fallback"], bool)})  # left out of the pooling
     segments, zone_table = segments_with_zones(with_predictions(flagged, preds), options,
-                                               ZoneOptions() if zones else None)
+                                               ZoneOptions() if zones else None, bundle=bundle, batch_size=batch_size)
     segments = with_frames(segments, traj)
     segments_df = pd.DataFrame({c: segments[c] for c in ("particle", "start", "end", "frame_start", "alpha", "K",
                                                          "state")})

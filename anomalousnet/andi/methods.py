@@ -28,7 +28,9 @@ METHODS = ("model", "classical", "naive")
 def model_method(spec: str = "default", options=None, batch_size: int = 1024, zones=ZoneOptions()):
     """The AnomalousNet pipeline as a method: per-frame predictions of the model bundle
     ``spec`` (:func:`anomalousnet.networks.predict.predict`), then change points and segments
-    (:func:`anomalousnet.segments.segmentation.segment_trajectories`), then the field-of-view
+    (:func:`anomalousnet.segments.segmentation.segment_trajectories`; the alpha of segments of
+    tracks with change points from the network run on each alone,
+    :func:`anomalousnet.segments.crops.crop_alpha`), then the field-of-view
     stage (:func:`anomalousnet.segments.zones.zone_stage_by`, per value of the ``fov`` track
     column when the trajectories of several FOVs come together, its verdicts pooled over the
     ``experiment`` column when there is one; ``zones=None``: off), then segment values pooled
@@ -37,6 +39,7 @@ def model_method(spec: str = "default", options=None, batch_size: int = 1024, zo
     so the submission writer counts them as fallbacks."""
     from anomalousnet.networks.bundle import load_bundle
     from anomalousnet.networks.predict import predict, with_predictions
+    from anomalousnet.segments.crops import crop_alpha
     from anomalousnet.segments.pooling import pool_by
     from anomalousnet.segments.segmentation import SegmentOptions, segment_trajectories
 
@@ -46,7 +49,7 @@ def model_method(spec: str = "default", options=None, batch_size: int = 1024, zo
     def method(traj: Trajectories) -> list[TrajectoryLabel]:
         pred = predict(bundle, traj, batch_size=batch_size)
         predicted = with_predictions(traj, pred)
-        segments = segment_trajectories(predicted, options)
+        segments = crop_alpha(bundle, predicted, segment_trajectories(predicted, options), options, batch_size)
         if zones is not None:
             segments = zone_stage_by(predicted, segments, "fov" if "fov" in traj.tracks else None, zones,
                                      pool="experiment" if "experiment" in traj.tracks else None)[0]

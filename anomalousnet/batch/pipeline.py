@@ -186,7 +186,8 @@ def analyse_fov(traj: Trajectories, bundle, options: InferOptions, client=None, 
     timer("predict", time.perf_counter() - t)
     t = time.perf_counter()
     flagged = traj.with_tracks({"fallback": np.asarray(preds["fallback"], bool)})
-    segments, zones = segments_with_zones(with_predictions(flagged, preds), options.segment, options.zones, client)
+    segments, zones = segments_with_zones(with_predictions(flagged, preds), options.segment, options.zones, client,
+                                          bundle, options.batch_size)
     segments = with_quality(with_frames(segments, traj), flagged, options.min_length)
     ensemble = ens.ensemble_of(segments)
     timer("segment", time.perf_counter() - t)

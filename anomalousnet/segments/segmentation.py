@@ -84,6 +84,13 @@ class SegmentOptions:
         segments never: alpha 0 and K near 0 by convention). slow_outlier_z: a segment whose
         log10 K lies more than this many sds below its group's mean keeps its own K (a short
         dimer or confined stretch among free segments; None: every segment is pooled).
+    crop_min_frames: the segments of a track with change points, at least this long, get
+        the alpha network's value from their own frames alone, the network run again on
+        each as a track of its own (:func:`anomalousnet.segments.crops.crop_alpha`; None:
+        off). The network sees +-108 frames and blurs a switch over 20-40 of them, so a
+        short segment between two others reads partly their alpha. Applied where the
+        networks are at hand (``infer``, ``andi run``); ``segment`` on a stored shard keeps
+        the whole-track values.
     """
 
     penalty: float = 16.0
@@ -108,6 +115,7 @@ class SegmentOptions:
     min_segments: int = 3
     pool_alpha_states: tuple[int, ...] = (CONFINED, FREE)
     slow_outlier_z: float | None = 2.5
+    crop_min_frames: int | None = 20
 
     def __post_init__(self):
         if not self.penalty > 0:
@@ -126,6 +134,8 @@ class SegmentOptions:
                 not self.alpha_error[0] + self.alpha_error[1] > 0 or not self.logk_error[0] + self.logk_error[1] > 0:
             raise ValueError(f"alpha_error and logk_error need two values >= 0, not both 0, got {self.alpha_error}, "
                              f"{self.logk_error}")
+        if self.crop_min_frames is not None and self.crop_min_frames < 3:
+            raise ValueError(f"crop_min_frames must be >= 3 frames or None, got {self.crop_min_frames}")
         if self.directed_alpha is not None and not 0 < self.directed_alpha <= 2:
             raise ValueError(f"directed_alpha must be in (0, 2] or None, got {self.directed_alpha}")
         if len(self.state_prior) != N_STATES or not all(p > 0 for p in self.state_prior):
@@ -237,6 +247,25 @@ def _mode(values: np.ndarray) -> int:
     return int(np.argmax(counts))  # ties -> the lower state number, deterministic
 
 
+def refined_values(network_alpha: float, network_K: float, options: SegmentOptions,
+                   x: np.ndarray | None = None, y: np.ndarray | None = None, observed: np.ndarray | None = None
+                   ) -> tuple[float, float]:
+    """(alpha, K) of one segment from the networks' values on it and, when its positions are
+    given and it has at least ``min_fit_frames`` frames, the MSD fit (see ``refine``)."""
+    if x is None or len(x) < options.min_fit_frames:
+        return float(network_alpha), float(network_K)
+    fit_alpha, fit_K = msd_fit(x, y, options.fit_max_lag, options.noise, observed)
+    w = len(x) / (len(x) + options.alpha_fit_frames)
+    return float(w * fit_alpha + (1 - w) * network_alpha), float(fit_K)
+
+
+def called_state(state: int, alpha: float, options: SegmentOptions) -> int:
+    """A free or directed call made by alpha (``directed_alpha``); other states unchanged."""
+    if options.directed_alpha is not None and state in (FREE, DIRECTED):
+        return DIRECTED if alpha >= options.directed_alpha else FREE
+    return state
+
+
 def segment_track(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
                   options: SegmentOptions = SegmentOptions(), probs: np.ndarray | None = None,
                   x: np.ndarray | None = None, y: np.ndarray | None = None,
@@ -265,20 +294,15 @@ def segment_track(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
     fit = x is not None and options.refine
     seg_alpha, seg_k, seg_state = [], [], []
     for a, b in zip(bounds[:-1], bounds[1:]):
-        seg_a, seg_K = np.median(alpha[a:b]), np.median(K[a:b])
-        if fit and b - a >= options.min_fit_frames:
-            fit_a, seg_K = msd_fit(x[a:b], y[a:b], options.fit_max_lag, options.noise,
-                                   None if observed is None else observed[a:b])
-            w = (b - a) / (b - a + options.alpha_fit_frames)
-            seg_a = w * fit_a + (1 - w) * seg_a
+        seg_a, seg_K = refined_values(np.median(alpha[a:b]), np.median(K[a:b]), options,
+                                      *((x[a:b], y[a:b], None if observed is None else observed[a:b]) if fit else ()))
         if probs is not None:
             seg_state.append(int(np.argmax(np.mean(probs[a:b], axis=0) * prior)))
         else:
             seg_state.append(_mode(smoothed_state[a:b]))
         if seg_state[-1] == IMMOBILE and options.immobile_alpha_zero:
             seg_a = 0.0
-        if options.directed_alpha is not None and seg_state[-1] in (FREE, DIRECTED):
-            seg_state[-1] = DIRECTED if seg_a >= options.directed_alpha else FREE
+        seg_state[-1] = called_state(seg_state[-1], seg_a, options)
         seg_alpha.append(seg_a)
         seg_k.append(seg_K)
     return {"start": bounds[:-1], "end": bounds[1:], "alpha": np.array(seg_alpha, dtype=np.float32),

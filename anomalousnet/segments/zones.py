@@ -373,17 +373,23 @@ def zone_stage_by(traj: Trajectories, segments: Mapping[str, np.ndarray], column
             {fov: r.verdict for fov, r in results.items()})
 
 
-def segments_with_zones(predicted: Trajectories, options, zones: ZoneOptions | None = ZoneOptions(), client=None
-                        ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def segments_with_zones(predicted: Trajectories, options, zones: ZoneOptions | None = ZoneOptions(), client=None,
+                        bundle=None, batch_size: int = 1024) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """One FOV's trajectories (with predictions) -> (segments, zones table): change points and
     segments (:func:`anomalousnet.segments.segmentation.segment_trajectories` with
-    SegmentOptions ``options``), then the field-of-view stage (``zones=None``: none), then
+    SegmentOptions ``options``; with the model ``bundle`` that predicted them, the alpha of
+    the segments of tracks with change points from the network run on each segment alone,
+    :func:`anomalousnet.segments.crops.crop_alpha`), then the field-of-view stage (``zones=None``: none), then
     the segment values pooled over the FOV (``options.pool_values``;
     :mod:`anomalousnet.segments.pooling`; tracks flagged ``fallback`` left out)."""
     from anomalousnet.segments.pooling import pool_by
     from anomalousnet.segments.segmentation import segment_trajectories
 
     segments = segment_trajectories(predicted, options, client=client, progress=False)
+    if bundle is not None:
+        from anomalousnet.segments.crops import crop_alpha
+
+        segments = crop_alpha(bundle, predicted, segments, options, batch_size)
     table = empty_zones()
     if zones is not None:
         result = zone_stage(predicted, segments, zones)
