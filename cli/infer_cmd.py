@@ -33,6 +33,11 @@ def segment_options(func):
     func = click.option("--zones/--no-zones", default=True, show_default=True,
                         help="The field-of-view stage: find where slow motion is confined (zones.csv) and "
                              "decide confined vs slow free from the whole FOV.")(func)
+    func = click.option("--crop-min-frames", type=click.IntRange(min=0), default=d.crop_min_frames,
+                        show_default=True,
+                        help="Segments of a trajectory with change points, at least this long, get alpha from the "
+                             "alpha network run again on each alone: over the whole trajectory it blurs a switch "
+                             "over 20-40 frames (0: off).")(func)
     func = click.option("--pool-values/--no-pool-values", default=d.pool_values, show_default=True,
                         help="Draw each segment's alpha and K toward the mean of its FOV's segments of the same "
                              "state, the more the shorter it is (empirical Bayes; off: each segment alone).")(func)
@@ -113,8 +118,8 @@ def fill_gaps_option(func):
               help="CSV inputs: the columns holding particle, frame, x and y, when not named so (trackpy's "
                    "and TrackMate's exports, TRACK_ID, FRAME, POSITION_X, POSITION_Y, are recognised).")
 def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalty, width, min_dwell, noise,
-          directed_alpha, state_prior, zones, pool_values, workers, scheduler_file, report, diameter, minmass,
-          search_range, separation, memory, min_length, fill_gaps, csv_columns):
+          directed_alpha, state_prior, zones, pool_values, crop_min_frames, workers, scheduler_file, report,
+          diameter, minmass, search_range, separation, memory, min_length, fill_gaps, csv_columns):
     """The main job: track (videos) -> predict -> change points -> ensemble -> write.
 
     Writes RESULTS/store (HDF5 results store), RESULTS/segments.csv, RESULTS/ensemble.csv,
@@ -143,7 +148,8 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
                              pixel_size_um=pixel_size or nan,
                              frame_interval_s=frame_interval or nan)
         seg = SegmentOptions(penalty=penalty, width=width, min_dwell=min_dwell, noise=noise, state_prior=state_prior,
-                              directed_alpha=directed_alpha or None, pool_values=pool_values)
+                              directed_alpha=directed_alpha or None, pool_values=pool_values,
+                              crop_min_frames=crop_min_frames or None)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     from anomalousnet.io.andi_files import parse_column_map
@@ -195,11 +201,13 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
               "figures drawn from the old segments are removed.")
 @dask_options
 def segment(inputs, out_dir, pixel_size, frame_interval, penalty, width, min_dwell, noise, directed_alpha,
-            state_prior, zones, pool_values, report, workers, scheduler_file):
+            state_prior, zones, pool_values, crop_min_frames, report, workers, scheduler_file):
     """Change points alone, on stores that already hold predictions (e.g. RESULTS/store).
 
     Recomputes each shard's segments, ensemble and zones tables in place (atomically) and
-    rewrites segments.csv, ensemble.csv and zones.csv. (Results stores have no frame gaps: CSVs with
+    rewrites segments.csv, ensemble.csv and zones.csv. With --crop-min-frames the alpha
+    network of the model that predicted the store runs again on segments (a shard whose
+    model is gone or changed keeps the whole-track values, with a warning). (Results stores have no frame gaps: CSVs with
     gaps are read by `infer --fill-gaps`.)
     """
     warn_one_scale(pixel_size, frame_interval)
@@ -211,7 +219,8 @@ def segment(inputs, out_dir, pixel_size, frame_interval, penalty, width, min_dwe
 
     try:
         seg = SegmentOptions(penalty=penalty, width=width, min_dwell=min_dwell, noise=noise, state_prior=state_prior,
-                              directed_alpha=directed_alpha or None, pool_values=pool_values)
+                              directed_alpha=directed_alpha or None, pool_values=pool_values,
+                              crop_min_frames=crop_min_frames or None)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     found, failed = expand_inputs(inputs, kinds=("store",))

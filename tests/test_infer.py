@@ -17,6 +17,8 @@ from anomalousnet.batch.inputs import expand_inputs
 from anomalousnet.io.atomic import tmp_path_for
 from anomalousnet.io import store as st
 from anomalousnet.io import andi_files as tio
+from anomalousnet.segments.crops import crop_rows
+from anomalousnet.segments.segmentation import SegmentOptions
 
 MODEL = "default"
 
@@ -182,6 +184,28 @@ def test_cli_exit_status_and_segment_command(tmp_path):
     for shard in st.iter_shards(out / "store"):
         cp.check_coverage(shard.tables["segments"], shard.trajectories)
         assert json.loads(shard.attrs["parameters"])["segment"]["penalty"] == 1000
+
+
+def test_segment_on_a_store_reproduces_infer_with_the_crop_pass_of_its_model(tmp_path, caplog):
+    csv_fov(tmp_path / "trajs_fov_0.csv", 30, seed=8)
+    out = tmp_path / "results"
+    pipeline.run_infer([str(tmp_path / "trajs_fov_0.csv")], out, pipeline.InferOptions(model=MODEL, workers=1,
+                                                                                     progress=False))
+    infer_segments = pd.read_csv(out / "segments.csv")
+    assert len(crop_rows(infer_segments, SegmentOptions().crop_min_frames)) > 0  # the crop pass has work here
+    pipeline.segment_store(out / "store", SegmentOptions(), progress=False)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "segments.csv"), infer_segments)
+    pipeline.segment_store(out / "store", SegmentOptions(crop_min_frames=None), progress=False)
+    whole = pd.read_csv(out / "segments.csv")
+    assert not np.allclose(whole["alpha_single"], infer_segments["alpha_single"])
+    # a store whose model changed since: whole-track values, and a warning naming the shard
+    shard = next(iter(st.iter_shards(out / "store")))
+    st.write_shard(shard.path, shard.trajectories, kind=shard.attrs["kind"],
+                   attrs={**shard.attrs, "model_sha256": "0" * 64}, tables=shard.tables)
+    with caplog.at_level("WARNING"):
+        pipeline.segment_store(out / "store", SegmentOptions(), progress=False)
+    assert str(shard.path) in caplog.text and "gone or changed" in caplog.text
+    pd.testing.assert_frame_equal(pd.read_csv(out / "segments.csv"), whole)
 
 
 def test_a_run_where_every_input_fails_says_so_and_keeps_earlier_results(tmp_path):

@@ -394,6 +394,26 @@ def _write_index(store_dir: Path, attrs: dict) -> Path:
                 raise  # e.g. a valid shard of another kind: the user's --out is another store
 
 
+def _predicting_bundle(path: Path, attrs: Mapping, bundles: dict):
+    """The model bundle that predicted a shard (its recorded ``model_path``, when still there
+    with the recorded sha256), for ``crop_min_frames``; None, with a warning naming the shard,
+    when it is gone or changed: that shard's segments then keep the whole-track values."""
+    from anomalousnet.networks.bundle import BundleError, load_bundle
+
+    spec = str(attrs.get("model_path") or "")
+    if spec not in bundles:
+        try:
+            bundles[spec] = load_bundle(spec) if spec else None
+        except (BundleError, OSError, ValueError):
+            bundles[spec] = None
+    bundle = bundles[spec]
+    if bundle is None or bundle.sha256 != attrs.get("model_sha256"):
+        log.warning("%s: the model that predicted it (%s) is gone or changed; its segments' alpha comes "
+                    "from the whole-track predictions (crop_min_frames not applied)", path, spec or "not recorded")
+        return None
+    return bundle
+
+
 def segment_store(store_dir: os.PathLike | str, options: SegmentOptions = SegmentOptions(),
                   out_dir: os.PathLike | str | None = None, workers: int | None = 1,
                   scheduler_file: str | None = None, pixel_size_um: float | None = None,
@@ -411,13 +431,15 @@ def segment_store(store_dir: os.PathLike | str, options: SegmentOptions = Segmen
     index = st.read_index(store_dir)
     paths = [store_dir / n for n in index.shard_names]
     opts = InferOptions(workers=workers, scheduler_file=scheduler_file)
+    bundles: dict[str, object] = {}
     with _client_context(opts, _wants_cluster(opts)) as client:
         for path in tqdm(paths, desc="segment", unit="fov", disable=not progress):
             shard = st.read_shard(path)
             missing = [c for c in REQUIRED_PRED_COLUMNS if c not in shard.trajectories.points]
             if missing:
                 raise st.StoreError(path, f"no predictions ({', '.join(missing)} missing): run `infer` first")
-            segments, zone_table = segments_with_zones(shard.trajectories, options, zones, client)
+            bundle = _predicting_bundle(path, shard.attrs, bundles) if options.crop_min_frames else None
+            segments, zone_table = segments_with_zones(shard.trajectories, options, zones, client, bundle)
             attrs = dict(shard.attrs)
             min_length = json.loads(attrs.get("config") or "{}").get("min_length", 1)  # as `infer` had it
             segments = with_quality(with_frames(segments, shard.trajectories), shard.trajectories, min_length)
