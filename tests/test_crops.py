@@ -37,8 +37,10 @@ def segments_of(particles, bounds, state):
 
 def test_crop_rows_are_segments_of_tracks_with_change_points_long_enough_and_mobile():
     seg = {"particle": np.array([0, 1, 1, 1, 2, 2]), "start": np.array([0, 0, 50, 60, 0, 100]),
-           "end": np.array([200, 50, 60, 200, 100, 200]), "state": np.array([FREE, FREE, FREE, FREE, IMMOBILE, FREE])}
+           "end": np.array([200, 50, 60, 200, 100, 200]), "state": np.array([FREE, FREE, FREE, FREE, IMMOBILE, FREE]),
+           "alpha": np.array([1.0, 0.5, 1.5, 0.5, 0.0, 0.2])}
     assert crop_rows(seg, 20).tolist() == [1, 3, 5]  # whole track, 10 frames and immobile left out
+    assert crop_rows(seg, 20, contrast=0.6).tolist() == [1, 3]  # alpha 0.2 next to 0.0: no blur to undo
 
 
 def test_a_slow_segment_between_fast_ones_reads_its_own_alpha_after_cropping():
@@ -48,6 +50,7 @@ def test_a_slow_segment_between_fast_ones_reads_its_own_alpha_after_cropping():
     pred = predict(bundle, traj, targets=("alpha",))["pred_alpha"]
     bounds = np.array([0, 80, 120, 200])
     segments = segments_of(np.arange(16), bounds, FREE)
+    segments["alpha"] = np.tile(np.float32([1.4, 1.0, 1.4]), 16)  # the blurred whole-track values
     options = SegmentOptions()
     before = []
     for i in range(16):  # the values the segment stage gives from whole-track predictions
@@ -73,3 +76,5 @@ def test_whole_tracks_keep_their_values_and_bad_options_are_refused():
     assert all(np.array_equal(out[c], segments[c]) for c in segments)
     with pytest.raises(ValueError, match="crop_min_frames"):
         SegmentOptions(crop_min_frames=2)
+    with pytest.raises(ValueError, match="crop_contrast"):
+        SegmentOptions(crop_contrast=-0.1)

@@ -6,8 +6,9 @@ directed set's alpha 0.6 segments between alpha 1.9 ones read about 0.13 high). 
 change points are known, each segment of a track that has them is cut out as a track of
 its own and predicted again; its network alpha is the median of that prediction, blended
 with its MSD fit as before (:func:`anomalousnet.segments.segmentation.refined_values`), and
-a free or directed call follows the new alpha. Whole-track segments, immobile ones and
-those shorter than ``crop_min_frames`` keep their values. K, from the MSD fit, is unchanged.
+a free or directed call follows the new alpha. Whole-track segments, immobile ones, those
+shorter than ``crop_min_frames`` and those whose alpha is within ``crop_contrast`` of their
+neighbours' keep their values. K, from the MSD fit, is unchanged.
 """
 from __future__ import annotations
 
@@ -24,14 +25,21 @@ from anomalousnet.segments.segmentation import SegmentOptions, called_state, mea
 _CROP_COLUMNS = ("x", "y", "interpolated", "merged")
 
 
-def crop_rows(segments: Mapping[str, np.ndarray], min_frames: int) -> np.ndarray:
+def crop_rows(segments: Mapping[str, np.ndarray], min_frames: int, contrast: float = 0.0) -> np.ndarray:
     """Rows of the segments table that get their own prediction: segments of tracks with
-    more than one segment, at least ``min_frames`` long, not immobile."""
+    more than one segment, at least ``min_frames`` long, not immobile, whose alpha differs
+    from a neighbouring segment's by at least ``contrast`` (where the neighbours read alike,
+    their blur costs nothing, and a change point between them may be false)."""
     particle = np.asarray(segments["particle"])
-    ids, counts = np.unique(particle, return_counts=True)
-    several = np.isin(particle, ids[counts > 1])
+    alpha = np.asarray(segments["alpha"], np.float64)
+    same_left = np.r_[False, particle[1:] == particle[:-1]]
+    same_right = np.r_[particle[:-1] == particle[1:], False]
+    jump = np.abs(np.diff(alpha))
+    left = np.where(same_left, np.r_[0.0, jump], -np.inf)
+    right = np.where(same_right, np.r_[jump, 0.0], -np.inf)
     n = np.asarray(segments["end"]) - np.asarray(segments["start"])
-    return np.flatnonzero(several & (n >= min_frames) & (np.asarray(segments["state"]) != IMMOBILE))
+    return np.flatnonzero((np.maximum(left, right) >= contrast) & (n >= min_frames) &
+                          (np.asarray(segments["state"]) != IMMOBILE))
 
 
 def crop_alpha(bundle, traj: Trajectories, segments: Mapping[str, np.ndarray], options: SegmentOptions,
@@ -45,7 +53,7 @@ def crop_alpha(bundle, traj: Trajectories, segments: Mapping[str, np.ndarray], o
     out = {c: np.array(v, copy=True) for c, v in segments.items()}
     if options.crop_min_frames is None:
         return out
-    rows = crop_rows(out, options.crop_min_frames)
+    rows = crop_rows(out, options.crop_min_frames, options.crop_contrast)
     if not len(rows):
         return out
     row_of = {p: i for i, p in enumerate(np.asarray(traj.tracks["particle"]).tolist())}

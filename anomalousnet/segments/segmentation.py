@@ -88,9 +88,11 @@ class SegmentOptions:
         the alpha network's value from their own frames alone, the network run again on
         each as a track of its own (:func:`anomalousnet.segments.crops.crop_alpha`; None:
         off). The network sees +-108 frames and blurs a switch over 20-40 of them, so a
-        short segment between two others reads partly their alpha. Applied where the
-        networks are at hand (``infer``, ``andi run``); ``segment`` on a stored shard keeps
-        the whole-track values.
+        short segment between two others reads partly their alpha. Only segments whose alpha
+        differs from a neighbour's by at least ``crop_contrast`` (where neighbours read alike
+        the blur costs nothing, and the change point between them may be false). Applied
+        where the networks are at hand (``infer``, ``andi run``, ``segment`` with the model
+        that predicted the store).
     """
 
     penalty: float = 16.0
@@ -116,6 +118,7 @@ class SegmentOptions:
     pool_alpha_states: tuple[int, ...] = (CONFINED, FREE)
     slow_outlier_z: float | None = 2.5
     crop_min_frames: int | None = 20
+    crop_contrast: float = 0.3
 
     def __post_init__(self):
         if not self.penalty > 0:
@@ -134,8 +137,9 @@ class SegmentOptions:
                 not self.alpha_error[0] + self.alpha_error[1] > 0 or not self.logk_error[0] + self.logk_error[1] > 0:
             raise ValueError(f"alpha_error and logk_error need two values >= 0, not both 0, got {self.alpha_error}, "
                              f"{self.logk_error}")
-        if self.crop_min_frames is not None and self.crop_min_frames < 3:
-            raise ValueError(f"crop_min_frames must be >= 3 frames or None, got {self.crop_min_frames}")
+        if (self.crop_min_frames is not None and self.crop_min_frames < 3) or self.crop_contrast < 0:
+            raise ValueError(f"crop_min_frames must be >= 3 frames or None and crop_contrast >= 0, got "
+                             f"{self.crop_min_frames}, {self.crop_contrast}")
         if self.directed_alpha is not None and not 0 < self.directed_alpha <= 2:
             raise ValueError(f"directed_alpha must be in (0, 2] or None, got {self.directed_alpha}")
         if len(self.state_prior) != N_STATES or not all(p > 0 for p in self.state_prior):
