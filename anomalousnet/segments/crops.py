@@ -12,14 +12,13 @@ neighbours' keep their values. K, from the MSD fit, is unchanged.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Mapping
 
 import numpy as np
 
 from anomalousnet.core.names import IMMOBILE
 from anomalousnet.core.trajectories import Trajectories, measured_points
-from anomalousnet.segments.segmentation import SegmentOptions, called_state, measured_noise, refined_values
+from anomalousnet.segments.segmentation import SegmentOptions, called_state, refined_values, with_track_noise
 
 # point columns a crop keeps: positions, and what says which of them tracking measured
 _CROP_COLUMNS = ("x", "y", "interpolated", "merged")
@@ -68,8 +67,7 @@ def crop_alpha(bundle, traj: Trajectories, segments: Mapping[str, np.ndarray], o
     x, y = np.asarray(traj.points["x"], np.float64), np.asarray(traj.points["y"], np.float64)
     for j, (r, a, b) in enumerate(zip(rows, starts, ends)):
         median = float(np.median(network[crops.offsets[j]:crops.offsets[j + 1]]))
-        noise = None if precision is None else measured_noise(precision[a:b])
-        opts = options if noise is None else dataclasses.replace(options, noise=noise)
+        opts = with_track_noise(options, None if precision is None else precision[a:b])
         fit = (x[a:b], y[a:b], None if measured is None else measured[a:b]) if options.refine else ()
         alpha = refined_values(median, float(out["K"][r]), opts, *fit)[0]
         out["alpha"][r] = alpha

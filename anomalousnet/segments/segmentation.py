@@ -322,6 +322,13 @@ def measured_noise(precision: np.ndarray) -> float | None:
     return float(np.sqrt(np.mean(p ** 2))) if len(p) else None
 
 
+def with_track_noise(options: SegmentOptions, precision: np.ndarray | None) -> SegmentOptions:
+    """``options`` with the noise measured on a track (its ``precision`` values, see
+    :func:`measured_noise`) in place of the configured one, when it has any."""
+    noise = None if precision is None else measured_noise(precision)
+    return options if noise is None else dataclasses.replace(options, noise=noise)
+
+
 def _segment_block(block: Mapping[str, np.ndarray], options: SegmentOptions) -> dict[str, np.ndarray]:
     """Segments of the tracks in one block (CSR arrays); runs on a Dask worker."""
     offsets, particle = block["offsets"], block["particle"]
@@ -330,8 +337,7 @@ def _segment_block(block: Mapping[str, np.ndarray], options: SegmentOptions) -> 
     parts = []
     for i in range(len(offsets) - 1):
         a, b = offsets[i], offsets[i + 1]
-        noise = measured_noise(precision[a:b]) if precision is not None else None
-        track_options = options if noise is None else dataclasses.replace(options, noise=noise)
+        track_options = with_track_noise(options, None if precision is None else precision[a:b])
         seg = segment_track(block["pred_alpha"][a:b], block["pred_K"][a:b], block["pred_state"][a:b], track_options,
                             None if probs is None else probs[a:b],
                             None if x is None else x[a:b], None if y is None else y[a:b],
