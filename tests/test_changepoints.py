@@ -229,6 +229,25 @@ def test_msd_fit_recovers_K_and_alpha_of_a_long_brownian_segment():
     assert msd_fit(np.zeros(50), np.zeros(50))[1] < 1e-9  # motionless: K 0, not NaN
 
 
+def test_msd_fit_of_a_slow_segment_ignores_a_one_frame_jump_and_stays_unbiased_without_one():
+    from anomalousnet.segments.msd import msd_fit, trimmed_msd
+
+    rng = np.random.default_rng(8)
+    plain, trimmed, clean = [], [], []
+    for _ in range(40):
+        x, y = brownian(80, 0.02, rng)
+        clean.append(msd_fit(x, y, 4)[1])
+        x[40] += 1.6  # one frame 1.6 px off, as a dimer that lets go and rebinds within a frame
+        plain.append(msd_fit(x, y, 4, outlier_ratio=None)[1])
+        trimmed.append(msd_fit(x, y, 4)[1])
+    assert np.median(plain) > 1.5 * 0.02  # the plain MSD is dominated by the jump
+    assert np.median(trimmed) == pytest.approx(0.02, rel=0.15)
+    assert np.median(clean) == pytest.approx(0.02, rel=0.15)
+    # on Gaussian steps the trimmed mean is unbiased to within 1 %
+    sq = rng.exponential(2.0, (2000, 50))
+    assert np.mean([trimmed_msd(row) for row in sq]) == pytest.approx(2.0, rel=0.01)
+
+
 def test_state_is_the_segment_mean_probability_times_the_prior():
     n = 60
     probs = np.tile(np.array([0.05, 0.5, 0.4, 0.05], np.float32), (n, 1))

@@ -34,7 +34,7 @@ import numpy as np
 from anomalousnet.core.names import (CONFINED, DIRECTED, FREE, IMMOBILE, N_STATES, REQUIRED_PRED_COLUMNS,
                                      STATE_PROB_COLUMNS)
 from anomalousnet.core.trajectories import Trajectories, measured_points
-from anomalousnet.segments.msd import ANDI_NOISE, log_steps, msd_fit
+from anomalousnet.segments.msd import ANDI_NOISE, OUTLIER_RATIO, log_steps, msd_fit
 from anomalousnet.segments.pooling import ALPHA_ERROR, LOGK_ERROR
 
 SEGMENT_COLUMNS = ("particle", "start", "end", "alpha", "K", "state")
@@ -61,6 +61,8 @@ class SegmentOptions:
         for a segment of n frames (the fit's error falls with n, the network's does not).
         The fit uses lags 1..min(``fit_max_lag``, n // 4): the short lags carry most of the
         information (longer ones are averages of few, correlated displacements).
+        ``fit_outlier_ratio``: each lag's MSD leaves out steps more than this many times it
+        (:func:`anomalousnet.segments.msd.trimmed_msd`; None: plain means).
     noise: localisation noise sigma (px) the MSD fits subtract (the AnDi-2 default 0.12); a
         track with a ``precision`` point column (videos tracked with a spot fit) uses the
         precision measured on it instead (:func:`measured_noise`).
@@ -105,6 +107,7 @@ class SegmentOptions:
     refine: bool = True
     min_fit_frames: int = 8
     fit_max_lag: int = 4
+    fit_outlier_ratio: float | None = OUTLIER_RATIO
     alpha_fit_frames: float = 40.0
     noise: float = ANDI_NOISE
     state_prior: tuple[float, float, float, float] = (1.0, 1.0, 3.5, 1.75)
@@ -140,6 +143,8 @@ class SegmentOptions:
         if (self.crop_min_frames is not None and self.crop_min_frames < 3) or self.crop_contrast < 0:
             raise ValueError(f"crop_min_frames must be >= 3 frames or None and crop_contrast >= 0, got "
                              f"{self.crop_min_frames}, {self.crop_contrast}")
+        if self.fit_outlier_ratio is not None and not self.fit_outlier_ratio > 1:
+            raise ValueError(f"fit_outlier_ratio must be > 1 or None, got {self.fit_outlier_ratio}")
         if self.directed_alpha is not None and not 0 < self.directed_alpha <= 2:
             raise ValueError(f"directed_alpha must be in (0, 2] or None, got {self.directed_alpha}")
         if len(self.state_prior) != N_STATES or not all(p > 0 for p in self.state_prior):
@@ -258,7 +263,7 @@ def refined_values(network_alpha: float, network_K: float, options: SegmentOptio
     given and it has at least ``min_fit_frames`` frames, the MSD fit (see ``refine``)."""
     if x is None or len(x) < options.min_fit_frames:
         return float(network_alpha), float(network_K)
-    fit_alpha, fit_K = msd_fit(x, y, options.fit_max_lag, options.noise, observed)
+    fit_alpha, fit_K = msd_fit(x, y, options.fit_max_lag, options.noise, observed, options.fit_outlier_ratio)
     w = len(x) / (len(x) + options.alpha_fit_frames)
     return float(w * fit_alpha + (1 - w) * network_alpha), float(fit_K)
 
