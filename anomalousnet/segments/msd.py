@@ -16,9 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 ANDI_NOISE = 0.12  # the 2nd AnDi Challenge's localisation noise, px
-
-
-OUTLIER_RATIO = 8.0
+OUTLIER_RATIO = 8.0  # steps above this many times their lag's MSD are left out of it
 
 
 def trimmed_msd(sq: np.ndarray, outlier_ratio: float | None = OUTLIER_RATIO) -> float:
