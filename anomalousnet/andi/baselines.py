@@ -5,8 +5,7 @@
 * :func:`classical`: change points from ruptures on the step sizes (the log of squared
   frame-to-frame displacements, where a change of K or alpha is a change of mean), then per
   segment a time-averaged MSD fit, ``MSD(lag) = 4 K lag^alpha + 4 sigma^2`` in 2D (the
-  AnDi-2 convention: each coordinate's increments have variance ``2 K lag^alpha``; the same
-  trimmed MSD as the pipeline's, :func:`anomalousnet.segments.msd.trimmed_msd`), and the
+  AnDi-2 convention: each coordinate's increments have variance ``2 K lag^alpha``), and the
   state from thresholds on the fitted values (immobile segments get alpha 0, as in AnDi-2).
 
 Both map :class:`anomalousnet.core.trajectories.Trajectories` (one field of view, length units px,
