@@ -236,16 +236,16 @@ def test_msd_fit_of_a_slow_segment_ignores_a_one_frame_jump_and_stays_unbiased_w
     plain, trimmed, clean = [], [], []
     for _ in range(40):
         x, y = brownian(80, 0.02, rng)
-        clean.append(msd_fit(x, y, 4)[1])
+        clean.append(msd_fit(x, y, 4, outlier_ratio=8)[1])
         x[40] += 1.6  # one frame 1.6 px off, as a dimer that lets go and rebinds within a frame
-        plain.append(msd_fit(x, y, 4, outlier_ratio=None)[1])
-        trimmed.append(msd_fit(x, y, 4)[1])
+        plain.append(msd_fit(x, y, 4)[1])
+        trimmed.append(msd_fit(x, y, 4, outlier_ratio=8)[1])
     assert np.median(plain) > 1.5 * 0.02  # the plain MSD is dominated by the jump
     assert np.median(trimmed) == pytest.approx(0.02, rel=0.15)
     assert np.median(clean) == pytest.approx(0.02, rel=0.15)
     # on Gaussian steps the trimmed mean is unbiased to within 1 %
     sq = rng.exponential(2.0, (2000, 50))
-    assert np.mean([trimmed_msd(row) for row in sq]) == pytest.approx(2.0, rel=0.01)
+    assert np.mean([trimmed_msd(row, 8) for row in sq]) == pytest.approx(2.0, rel=0.01)
 
 
 def test_state_is_the_segment_mean_probability_times_the_prior():

@@ -5,21 +5,21 @@ Used by the classical baseline (its whole estimate) and by the AnomalousNet segm
 coordinate's increments have variance ``2 K lag^alpha``, so ``MSD(lag) = 4 K lag^alpha + 4 sigma^2``
 with localisation noise sigma.
 
-Each lag's MSD leaves out squared displacements more than ``outlier_ratio`` times the lag's
-robust MSD (:func:`trimmed_msd`): one frame far off the rest (a tracking jump, a dimer that
-lets go and rebinds within a frame in the AnDi simulator) otherwise dominates a slow
-segment's MSD. Gaussian steps exceed 8x their MSD with probability e^-8 (0.03 %), and the
-trimmed mean is corrected for that cut, so clean segments keep an unbiased MSD.
+With ``outlier_ratio`` (off by default), each lag's MSD leaves out squared displacements
+more than that many times the lag's robust MSD (:func:`trimmed_msd`): one frame far off the
+rest (a tracking jump, a dimer that lets go and rebinds within a frame in the AnDi
+simulator) otherwise dominates a slow segment's MSD. Gaussian steps exceed 8x their MSD with
+probability e^-8 (0.03 %), and the trimmed mean is corrected for that cut, so clean segments
+keep an unbiased MSD. Why it is off: ``benchmarks/TUNING.md``, "One-frame jumps".
 """
 from __future__ import annotations
 
 import numpy as np
 
 ANDI_NOISE = 0.12  # the 2nd AnDi Challenge's localisation noise, px
-OUTLIER_RATIO = 8.0  # steps above this many times their lag's MSD are left out of it
 
 
-def trimmed_msd(sq: np.ndarray, outlier_ratio: float | None = OUTLIER_RATIO) -> float:
+def trimmed_msd(sq: np.ndarray, outlier_ratio: float | None = None) -> float:
     """Mean of 2D squared displacements ``sq`` without the ones above ``outlier_ratio`` times
     the MSD (None: the plain mean). The MSD starts from the median (a 2D Gaussian step's
     squared length is MSD x Exp(1), median MSD ln 2), is re-estimated twice from the kept
@@ -36,7 +36,7 @@ def trimmed_msd(sq: np.ndarray, outlier_ratio: float | None = OUTLIER_RATIO) -> 
 
 
 def msd_fit(x: np.ndarray, y: np.ndarray, max_lag: int = 10, noise: float = ANDI_NOISE,
-            observed: np.ndarray | None = None, outlier_ratio: float | None = OUTLIER_RATIO
+            observed: np.ndarray | None = None, outlier_ratio: float | None = None
             ) -> tuple[float, float]:
     """(alpha, K) from a time-averaged MSD fit of one segment: least squares of
     log(MSD - 4 sigma^2) against log(lag) over lags 1..min(max_lag, n//4). Segments too

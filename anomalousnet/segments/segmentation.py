@@ -34,7 +34,7 @@ import numpy as np
 from anomalousnet.core.names import (CONFINED, DIRECTED, FREE, IMMOBILE, N_STATES, REQUIRED_PRED_COLUMNS,
                                      STATE_PROB_COLUMNS)
 from anomalousnet.core.trajectories import Trajectories, measured_points
-from anomalousnet.segments.msd import ANDI_NOISE, OUTLIER_RATIO, log_steps, msd_fit
+from anomalousnet.segments.msd import ANDI_NOISE, log_steps, msd_fit
 from anomalousnet.segments.pooling import ALPHA_ERROR, LOGK_ERROR
 
 SEGMENT_COLUMNS = ("particle", "start", "end", "alpha", "K", "state")
@@ -62,7 +62,9 @@ class SegmentOptions:
         The fit uses lags 1..min(``fit_max_lag``, n // 4): the short lags carry most of the
         information (longer ones are averages of few, correlated displacements).
         ``fit_outlier_ratio``: each lag's MSD leaves out steps more than this many times it
-        (:func:`anomalousnet.segments.msd.trimmed_msd`; None: plain means).
+        (:func:`anomalousnet.segments.msd.trimmed_msd`; None, the default: plain means; 8
+        reads slow segments with one-frame jumps right, but the ensembles' W1 K of slow
+        states depended on the spread those jumps added, benchmarks/TUNING.md).
     noise: localisation noise sigma (px) the MSD fits subtract (the AnDi-2 default 0.12); a
         track with a ``precision`` point column (videos tracked with a spot fit) uses the
         precision measured on it instead (:func:`measured_noise`).
@@ -107,7 +109,7 @@ class SegmentOptions:
     refine: bool = True
     min_fit_frames: int = 8
     fit_max_lag: int = 4
-    fit_outlier_ratio: float | None = OUTLIER_RATIO
+    fit_outlier_ratio: float | None = None
     alpha_fit_frames: float = 40.0
     noise: float = ANDI_NOISE
     state_prior: tuple[float, float, float, float] = (1.0, 1.0, 3.5, 1.75)
