@@ -58,10 +58,18 @@ def fov_ensemble(segments: Mapping[str, np.ndarray], noise: EnsembleNoise | None
     K = np.asarray(segments.get("K_single", segments["K"]), np.float64)
     state = np.asarray(segments["state"], np.int64)
     group = np.asarray(segments.get("group", state), np.int64)
+    # a brief episode (anomalousnet.segments.episodes) has no values of its own (NaN singles):
+    # its frames count in its state's weight, not in the moments (unless its state has nothing else)
+    own = np.isfinite(alpha) & np.isfinite(K)
+    alpha = np.where(own, alpha, np.asarray(segments["alpha"], np.float64))
+    K = np.where(own, K, np.asarray(segments["K"], np.float64))
     rows = {c: [] for c in ENSEMBLE_COLUMNS}
     total = frames.sum()
     for s in np.unique(group):
         m = group == s
+        n_frames, n_segments = frames[m].sum(), m.sum()
+        if (m & own).any():
+            m &= own
         w = frames[m] / frames[m].sum()
         a_mean, k_mean = float(w @ alpha[m]), float(w @ K[m])
         a_var = float(w @ (alpha[m] - a_mean) ** 2)
@@ -78,9 +86,9 @@ def fov_ensemble(segments: Mapping[str, np.ndarray], noise: EnsembleNoise | None
             s2 = np.log(10.0) ** 2 * error_variance(frames[m], noise.logk)
             k_var = max(noise.k_floor * k_var, k_var - float(w @ (K[m] ** 2 * (1 - np.exp(-s2)))))
         rows["K_var"].append(k_var)
-        rows["weight"].append(float(frames[m].sum() / total))
-        rows["n_segments"].append(int(m.sum()))
-        rows["n_frames"].append(int(frames[m].sum()))
+        rows["weight"].append(float(n_frames / total))
+        rows["n_segments"].append(int(n_segments))
+        rows["n_frames"].append(int(n_frames))
     dtypes = {"state": np.int8, "n_segments": np.int64, "n_frames": np.int64}
     return {c: np.array(v, dtype=dtypes.get(c, np.float64)) for c, v in rows.items()}
 

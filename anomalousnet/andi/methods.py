@@ -40,6 +40,7 @@ def model_method(spec: str = "default", options=None, batch_size: int = 1024, zo
     from anomalousnet.networks.bundle import load_bundle
     from anomalousnet.networks.predict import predict, with_predictions
     from anomalousnet.segments.crops import crop_alpha
+    from anomalousnet.segments.episodes import add_episodes_by
     from anomalousnet.segments.pooling import pool_by
     from anomalousnet.segments.segmentation import SegmentOptions, segment_trajectories
 
@@ -53,10 +54,11 @@ def model_method(spec: str = "default", options=None, batch_size: int = 1024, zo
         if zones is not None:
             segments = zone_stage_by(predicted, segments, "fov" if "fov" in traj.tracks else None, zones,
                                      pool="experiment" if "experiment" in traj.tracks else None)[0]
+        group = next((c for c in ("experiment", "fov") if c in traj.tracks), None)
+        flagged = predicted.with_tracks({"fallback": np.asarray(pred["fallback"], bool)})
+        segments = add_episodes_by(flagged, segments, options, group)
         if options.pool_values:  # over the FOVs of one experiment: one condition, one set of states
-            group = next((c for c in ("experiment", "fov") if c in traj.tracks), None)
-            segments = pool_by(predicted.with_tracks({"fallback": np.asarray(pred["fallback"], bool)}), segments,
-                               options, group)
+            segments = pool_by(flagged, segments, options, group)
         labels = labels_from_segments(segments)
         fallback = np.asarray(pred["fallback"], bool)
         skip = set(traj.tracks["particle"][fallback].tolist())

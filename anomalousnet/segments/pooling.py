@@ -99,7 +99,8 @@ def pool_values(segments: Mapping[str, np.ndarray], options, groups: np.ndarray 
     :class:`~anomalousnet.segments.segmentation.SegmentOptions` (``alpha_error``,
     ``logk_error``, ``split_decades``, ``min_segments``, ``pool_alpha_states``, ``k_floor``). ``groups``: one value per
     segment (None: one group); ``exclude``: segments left out and unchanged (e.g. the
-    fallbacks of tracks too short for the networks)."""
+    fallbacks of tracks too short for the networks). Rows marked in an ``episode`` column are
+    left out too, with NaN ``alpha_single`` and ``K_single`` (no values of their own)."""
     out = {c: np.asarray(v) for c, v in segments.items()}
     n = (out["end"] - out["start"]).astype(np.float64)
     state = np.asarray(out["state"])
@@ -110,6 +111,8 @@ def pool_values(segments: Mapping[str, np.ndarray], options, groups: np.ndarray 
     use = state != IMMOBILE
     if exclude is not None:
         use &= ~np.asarray(exclude, bool)
+    episode = np.asarray(out.get("episode", np.zeros(len(n), bool)), bool)
+    use &= ~episode
     for g in np.unique(groups[use]):
         for s in np.unique(state[use & (groups == g)]):
             rows = np.flatnonzero(use & (groups == g) & (state == s))
@@ -123,7 +126,9 @@ def pool_values(segments: Mapping[str, np.ndarray], options, groups: np.ndarray 
                                        low_outlier_z=options.slow_outlier_z)
     # values at the floor stay where they were (log10 K there is the floor, not a measurement)
     K = np.where(logk > np.log10(options.k_floor), 10.0 ** pooled_logk, np.asarray(out["K"], np.float64))
-    out["alpha_single"], out["K_single"] = out["alpha"], out["K"]
+    # a brief episode (anomalousnet.segments.episodes) has its level's values, none of its own
+    out["alpha_single"] = np.where(episode, np.nan, out["alpha"]).astype(out["alpha"].dtype)
+    out["K_single"] = np.where(episode, np.nan, out["K"]).astype(out["K"].dtype)
     out["alpha"] = alpha.astype(np.asarray(segments["alpha"]).dtype)
     out["K"] = K.astype(np.asarray(segments["K"]).dtype)
     return out

@@ -97,6 +97,12 @@ class SegmentOptions:
         the blur costs nothing, and the change point between them may be false). Applied
         where the networks are at hand (``infer``, ``andi run``, ``segment`` with the model
         that predicted the store).
+    episode_llr: after the field-of-view stage, split out of a segment a run of at least
+        ``episode_min_frames`` steps whose log likelihood ratio for the step size of the
+        group's other K level (levels ``episode_decades`` apart; each step's ratio capped at
+        ``episode_step_cap``) exceeds this, as a brief episode of that level; runs keep
+        ``episode_margin`` steps clear of the segment's inner ends
+        (:mod:`anomalousnet.segments.episodes`; None: off).
     """
 
     penalty: float = 16.0
@@ -124,6 +130,11 @@ class SegmentOptions:
     slow_outlier_z: float | None = 2.5
     crop_min_frames: int | None = 20
     crop_contrast: float = 0.3
+    episode_llr: float | None = None
+    episode_decades: float = 1.0
+    episode_step_cap: float = 8.0
+    episode_min_frames: int = 3
+    episode_margin: int = 2
 
     def __post_init__(self):
         if not self.penalty > 0:
@@ -145,6 +156,12 @@ class SegmentOptions:
         if (self.crop_min_frames is not None and self.crop_min_frames < 3) or self.crop_contrast < 0:
             raise ValueError(f"crop_min_frames must be >= 3 frames or None and crop_contrast >= 0, got "
                              f"{self.crop_min_frames}, {self.crop_contrast}")
+        if (self.episode_llr is not None and not self.episode_llr > 0) or self.episode_decades < 0 or \
+                not self.episode_step_cap > 0 or self.episode_min_frames < 1 or self.episode_margin < 0:
+            raise ValueError(f"episode_llr must be > 0 or None, episode_step_cap > 0, episode_decades and "
+                             f"episode_margin >= 0, episode_min_frames >= 1, got {self.episode_llr}, "
+                             f"{self.episode_step_cap}, {self.episode_decades}, {self.episode_margin}, "
+                             f"{self.episode_min_frames}")
         if self.fit_outlier_ratio is not None and not self.fit_outlier_ratio > 1:
             raise ValueError(f"fit_outlier_ratio must be > 1 or None, got {self.fit_outlier_ratio}")
         if self.directed_alpha is not None and not 0 < self.directed_alpha <= 2:

@@ -382,6 +382,7 @@ def segments_with_zones(predicted: Trajectories, options, zones: ZoneOptions | N
     :func:`anomalousnet.segments.crops.crop_alpha`), then the field-of-view stage (``zones=None``: none), then
     the segment values pooled over the FOV (``options.pool_values``;
     :mod:`anomalousnet.segments.pooling`; tracks flagged ``fallback`` left out)."""
+    from anomalousnet.segments.episodes import add_episodes_by
     from anomalousnet.segments.pooling import pool_by
     from anomalousnet.segments.segmentation import segment_trajectories
 
@@ -394,6 +395,7 @@ def segments_with_zones(predicted: Trajectories, options, zones: ZoneOptions | N
     if zones is not None:
         result = zone_stage(predicted, segments, zones)
         segments, table = result.segments, result.zones
+    segments = add_episodes_by(predicted, segments, options)
     if options.pool_values:
         segments = pool_by(predicted, segments, options)
     return segments, table
