@@ -38,6 +38,10 @@ def segment_options(func):
                         help="Segments of a trajectory with change points, at least this long, get alpha from the "
                              "alpha network run again on each alone: over the whole trajectory it blurs a switch "
                              "over 20-40 frames (0: off).")(func)
+    func = click.option("--episode-llr", type=click.FloatRange(min=0), default=d.episode_llr or 0, show_default=True,
+                        help="Split out of a segment a brief visit (3+ frames) to the FOV's other K level when the "
+                             "log likelihood ratio of its steps exceeds this (the detector's 10-frame window misses "
+                             "most visits under 10 frames; 0: off).")(func)
     func = click.option("--pool-values/--no-pool-values", default=d.pool_values, show_default=True,
                         help="Draw each segment's alpha and K toward the mean of its FOV's segments of the same "
                              "state, the more the shorter it is (empirical Bayes; off: each segment alone).")(func)
@@ -118,8 +122,8 @@ def fill_gaps_option(func):
               help="CSV inputs: the columns holding particle, frame, x and y, when not named so (trackpy's "
                    "and TrackMate's exports, TRACK_ID, FRAME, POSITION_X, POSITION_Y, are recognised).")
 def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalty, width, min_dwell, noise,
-          directed_alpha, state_prior, zones, pool_values, crop_min_frames, workers, scheduler_file, report,
-          diameter, minmass, search_range, separation, memory, min_length, fill_gaps, csv_columns):
+          directed_alpha, state_prior, zones, pool_values, crop_min_frames, episode_llr, workers, scheduler_file,
+          report, diameter, minmass, search_range, separation, memory, min_length, fill_gaps, csv_columns):
     """The main job: track (videos) -> predict -> change points -> ensemble -> write.
 
     Writes RESULTS/store (HDF5 results store), RESULTS/segments.csv, RESULTS/ensemble.csv,
@@ -149,7 +153,8 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
                              frame_interval_s=frame_interval or nan)
         seg = SegmentOptions(penalty=penalty, width=width, min_dwell=min_dwell, noise=noise, state_prior=state_prior,
                               directed_alpha=directed_alpha or None, pool_values=pool_values,
-                              crop_min_frames=crop_min_frames or None)
+                              crop_min_frames=crop_min_frames or None,
+                              episode_llr=episode_llr or None)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     from anomalousnet.io.andi_files import parse_column_map
@@ -201,7 +206,7 @@ def infer(inputs, out_dir, model, batch_size, pixel_size, frame_interval, penalt
               "figures drawn from the old segments are removed.")
 @dask_options
 def segment(inputs, out_dir, pixel_size, frame_interval, penalty, width, min_dwell, noise, directed_alpha,
-            state_prior, zones, pool_values, crop_min_frames, report, workers, scheduler_file):
+            state_prior, zones, pool_values, crop_min_frames, episode_llr, report, workers, scheduler_file):
     """Change points alone, on stores that already hold predictions (e.g. RESULTS/store).
 
     Recomputes each shard's segments, ensemble and zones tables in place (atomically) and
@@ -220,7 +225,8 @@ def segment(inputs, out_dir, pixel_size, frame_interval, penalty, width, min_dwe
     try:
         seg = SegmentOptions(penalty=penalty, width=width, min_dwell=min_dwell, noise=noise, state_prior=state_prior,
                               directed_alpha=directed_alpha or None, pool_values=pool_values,
-                              crop_min_frames=crop_min_frames or None)
+                              crop_min_frames=crop_min_frames or None,
+                              episode_llr=episode_llr or None)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     found, failed = expand_inputs(inputs, kinds=("store",))

@@ -88,10 +88,10 @@ def test_a_fov_of_one_state_is_left_as_it_is():
         np.testing.assert_array_equal(out[c], segments[c])
 
 
-def test_off_by_default_and_options_checked():
+def test_off_and_options_checked():
     traj, segments = fov([np.full(T, FAST)] * 5 + [np.full(T, SLOW)] * 5)
-    assert SegmentOptions().episode_llr is None
-    assert len(add_episodes(traj, segments, SegmentOptions())["particle"]) == 10
+    out = add_episodes(traj, segments, SegmentOptions(episode_llr=None))
+    assert len(out["particle"]) == 10 and "episode" not in out
     with pytest.raises(ValueError, match="episode_llr"):
         SegmentOptions(episode_llr=0)
 

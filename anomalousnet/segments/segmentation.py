@@ -130,7 +130,7 @@ class SegmentOptions:
     slow_outlier_z: float | None = 2.5
     crop_min_frames: int | None = 20
     crop_contrast: float = 0.3
-    episode_llr: float | None = None
+    episode_llr: float | None = 12.0
     episode_decades: float = 1.0
     episode_step_cap: float = 8.0
     episode_min_frames: int = 3
