@@ -15,8 +15,9 @@ from anomalousnet.io.atomic import atomic_path
 from anomalousnet.segments.zones import ZONE_COLUMNS
 
 ENSEMBLE_DIR = "ensemble"
-# per segment, how far to trust it (anomalousnet.segments.segmentation.with_quality)
-QUALITY_COLUMNS = ("track_length", "fallback", "filled_share", "in_ensemble")
+# per segment, how far to trust it (anomalousnet.segments.segmentation.with_quality; episode: a brief
+# episode with its K level's values, anomalousnet.segments.episodes)
+QUALITY_COLUMNS = ("track_length", "fallback", "filled_share", "in_ensemble", "episode")
 # per segment, its values from itself alone (before pooling over the FOV; alpha, K when not pooled)
 SINGLE_COLUMNS = {"alpha_single": "alpha", "K_single": "K"}
 # ensemble.csv's columns in physical units (with --pixel-size and --frame-interval) -> from
