@@ -47,7 +47,13 @@ from anomalousnet.core.trajectories import Trajectories, measured_points
 from anomalousnet.segments.pooling import k_clusters
 from anomalousnet.segments.segmentation import called_state, refined_values, with_track_noise
 
-_LN2x2 = 2.0 * np.log(2.0)  # median of an Exp(1) variable x 2: a 2D Gaussian step's r^2 median / per-axis variance
+# a 2D Gaussian step of per-axis variance v has r^2 = 2 v Exp(1): its median is 2 v ln 2
+_LN2x2 = 2.0 * np.log(2.0)
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values)
+    return float(values[order][np.searchsorted(np.cumsum(weights[order]), weights.sum() / 2)])
 
 
 def best_run(d: np.ndarray, min_len: int) -> tuple[float, int, int]:
@@ -110,13 +116,10 @@ def _levels(segments: Mapping[str, np.ndarray], rows: np.ndarray, r2_of: dict, o
         if len(steps) < 10:
             return None
         w = n[part]
-        order = np.argsort(segments["alpha"][r])
-        alpha = float(segments["alpha"][r][order][np.searchsorted(np.cumsum(w[order]), w.sum() / 2)])
-        order = np.argsort(segments["K"][r])
-        K = float(segments["K"][r][order][np.searchsorted(np.cumsum(w[order]), w.sum() / 2)])
         state = int(np.argmax(np.bincount(segments["state"][r].astype(np.int64), weights=w, minlength=N_STATES)))
         levels.append({"rows": set(r.tolist()), "v": max(float(np.median(steps)) / _LN2x2, 1e-12),
-                       "alpha": alpha, "K": K, "state": state})
+                       "alpha": _weighted_median(segments["alpha"][r], w), "K": _weighted_median(segments["K"][r], w),
+                       "state": state})
     return levels
 
 
