@@ -37,7 +37,6 @@ class EnsembleNoise:
     alpha: tuple[float, float] | None = (0.75 * ALPHA_ERROR[0], 0.75 * ALPHA_ERROR[1])
     logk: tuple[float, float] | None = LOGK_ERROR
     k_floor: float = 0.25
-    logk_sigma: float | None = None
 
 
 NOISE = EnsembleNoise()
@@ -85,8 +84,6 @@ def fov_ensemble(segments: Mapping[str, np.ndarray], noise: EnsembleNoise | None
         if correct and noise.logk is not None:
             # a log10 K error of variance s2 spreads K by K^2 (1 - exp(-ln(10)^2 s2))
             s2 = np.log(10.0) ** 2 * error_variance(frames[m], noise.logk)
-            if noise.logk_sigma is not None:  # the error grows where localisation noise dominates the steps
-                s2 = s2 * (1.0 + noise.logk_sigma ** 2 / np.maximum(K[m], 1e-6)) ** 2
             k_var = max(noise.k_floor * k_var, k_var - float(w @ (K[m] ** 2 * (1 - np.exp(-s2)))))
         rows["K_var"].append(k_var)
         rows["weight"].append(float(n_frames / total))

@@ -33,8 +33,9 @@ def model_method(spec: str = "default", options=None, batch_size: int = 1024, zo
     :func:`anomalousnet.segments.crops.crop_alpha`), then the field-of-view
     stage (:func:`anomalousnet.segments.zones.zone_stage_by`, per value of the ``fov`` track
     column when the trajectories of several FOVs come together, its verdicts pooled over the
-    ``experiment`` column when there is one; ``zones=None``: off), then segment values pooled
-    per experiment (:func:`anomalousnet.segments.pooling.pool_by`). Tracks
+    ``experiment`` column when there is one; ``zones=None``: off), then brief episodes of each
+    experiment's other K level (:func:`anomalousnet.segments.episodes.add_episodes_by`;
+    ``options.episode_llr`` None: off), then segment values pooled per experiment (:func:`anomalousnet.segments.pooling.pool_by`). Tracks
     for which the network only gives its documented fallback (too short) get no label here,
     so the submission writer counts them as fallbacks."""
     from anomalousnet.networks.bundle import load_bundle

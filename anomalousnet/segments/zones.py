@@ -380,6 +380,7 @@ def segments_with_zones(predicted: Trajectories, options, zones: ZoneOptions | N
     SegmentOptions ``options``; with the model ``bundle`` that predicted them, the alpha of
     the segments of tracks with change points from the network run on each segment alone,
     :func:`anomalousnet.segments.crops.crop_alpha`), then the field-of-view stage (``zones=None``: none), then
+    brief episodes of the FOV's other K level (:mod:`anomalousnet.segments.episodes`), then
     the segment values pooled over the FOV (``options.pool_values``;
     :mod:`anomalousnet.segments.pooling`; tracks flagged ``fallback`` left out)."""
     from anomalousnet.segments.episodes import add_episodes_by
