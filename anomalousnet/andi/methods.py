@@ -35,7 +35,8 @@ def model_method(spec: str = "default", options=None, batch_size: int = 1024, zo
     column when the trajectories of several FOVs come together, its verdicts pooled over the
     ``experiment`` column when there is one; ``zones=None``: off), then brief episodes of each
     experiment's other K level (:func:`anomalousnet.segments.episodes.add_episodes_by`;
-    ``options.episode_llr`` None: off), then segment values pooled per experiment (:func:`anomalousnet.segments.pooling.pool_by`). Tracks
+    ``options.episode_llr`` None: off), then segment values pooled per experiment
+    (:func:`anomalousnet.segments.pooling.pool_by`). Tracks
     for which the network only gives its documented fallback (too short) get no label here,
     so the submission writer counts them as fallbacks."""
     from anomalousnet.networks.bundle import load_bundle
@@ -56,12 +57,12 @@ def model_method(spec: str = "default", options=None, batch_size: int = 1024, zo
             segments = zone_stage_by(predicted, segments, "fov" if "fov" in traj.tracks else None, zones,
                                      pool="experiment" if "experiment" in traj.tracks else None)[0]
         group = next((c for c in ("experiment", "fov") if c in traj.tracks), None)
-        flagged = predicted.with_tracks({"fallback": np.asarray(pred["fallback"], bool)})
+        fallback = np.asarray(pred["fallback"], bool)
+        flagged = predicted.with_tracks({"fallback": fallback})
         segments = add_episodes_by(flagged, segments, options, group)
         if options.pool_values:  # over the FOVs of one experiment: one condition, one set of states
             segments = pool_by(flagged, segments, options, group)
         labels = labels_from_segments(segments)
-        fallback = np.asarray(pred["fallback"], bool)
         skip = set(traj.tracks["particle"][fallback].tolist())
         return [l for l in labels if l.idx not in skip]
 

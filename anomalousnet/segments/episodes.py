@@ -44,7 +44,7 @@ import numpy as np
 
 from anomalousnet.core.names import IMMOBILE, N_STATES
 from anomalousnet.core.trajectories import Trajectories, measured_points
-from anomalousnet.segments.pooling import k_clusters
+from anomalousnet.segments.pooling import k_clusters, segment_groups
 from anomalousnet.segments.segmentation import called_state, refined_values, with_track_noise
 
 # a 2D Gaussian step of per-axis variance v has r^2 = 2 v Exp(1): its median is 2 v ln 2
@@ -65,11 +65,11 @@ def best_run(d: np.ndarray, min_len: int) -> tuple[float, int, int]:
     prefix = np.r_[0.0, np.cumsum(d)]
     # for each end b (exclusive) >= min_len: the start a <= b - min_len with the least prefix
     ends = np.arange(min_len, n + 1)
-    low = np.minimum.accumulate(prefix[:n - min_len + 1])
-    low_at = np.zeros(n - min_len + 1, np.int64)
-    for i in range(1, len(low_at)):
-        low_at[i] = low_at[i - 1] if prefix[low_at[i - 1]] <= prefix[i] else i
-    sums = prefix[ends] - low
+    starts = prefix[:n - min_len + 1]
+    # the first index of each running minimum of the prefix sums
+    new_low = np.r_[True, starts[1:] < np.minimum.accumulate(starts)[:-1]]
+    low_at = np.maximum.accumulate(np.where(new_low, np.arange(len(starts)), 0))
+    sums = prefix[ends] - starts[low_at]
     k = int(np.argmax(sums))
     return float(sums[k]), int(low_at[k]), int(ends[k])
 
@@ -215,9 +215,4 @@ def add_episodes_by(traj: Trajectories, segments: Mapping[str, np.ndarray], opti
                     ) -> dict[str, np.ndarray]:
     """:func:`add_episodes` grouped by the track column ``column`` (None: one group), the
     segments of tracks flagged in the track column ``fallback`` left as they are."""
-    row_of = {p: i for i, p in enumerate(np.asarray(traj.tracks["particle"]).tolist())}
-    rows = np.array([row_of[p] for p in np.asarray(segments["particle"]).tolist()], dtype=np.int64)
-    groups = None if column is None else np.asarray(traj.tracks[column])[rows]
-    fallback = traj.tracks.get("fallback")
-    exclude = None if fallback is None else np.asarray(fallback, bool)[rows]
-    return add_episodes(traj, segments, options, groups, exclude)
+    return add_episodes(traj, segments, options, *segment_groups(traj, segments, column))

@@ -138,9 +138,16 @@ def pool_by(traj, segments: Mapping[str, np.ndarray], options, column: str | Non
     """:func:`pool_values` on the segments of ``traj`` (a Trajectories), grouped by the track
     column ``column`` (None: all one group); the segments of tracks flagged in the track
     column ``fallback`` (too short for the networks) are left out."""
+    return pool_values(segments, options, *segment_groups(traj, segments, column))
+
+
+def segment_groups(traj, segments: Mapping[str, np.ndarray], column: str | None
+                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Per segment of ``traj``'s tracks: its group, the value of the track column ``column``
+    (None: one group), and whether its track is flagged in the track column ``fallback``
+    (None when there is no such column)."""
     row_of = {p: i for i, p in enumerate(np.asarray(traj.tracks["particle"]).tolist())}
     rows = np.array([row_of[p] for p in np.asarray(segments["particle"]).tolist()], dtype=np.int64)
     groups = None if column is None else np.asarray(traj.tracks[column])[rows]
     fallback = traj.tracks.get("fallback")
-    exclude = None if fallback is None else np.asarray(fallback, bool)[rows]
-    return pool_values(segments, options, groups, exclude)
+    return groups, None if fallback is None else np.asarray(fallback, bool)[rows]
