@@ -72,3 +72,13 @@ def log_steps(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     shifts its mean, and its variance is the same for every K (pi^2/6 for 2D Gaussian steps)."""
     d2 = np.diff(x) ** 2 + np.diff(y) ** 2
     return np.log(d2 + 1e-12)
+
+
+def turn_cosines(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Cosine of the angle between each step and the next (length n-2; entry i turns at point
+    i + 1): near 1 for directed motion whatever its speed, negative for subdiffusion and for
+    steps dominated by localisation noise, 0 on average for Brownian motion."""
+    dx, dy = np.diff(x), np.diff(y)
+    dot = dx[:-1] * dx[1:] + dy[:-1] * dy[1:]
+    norm = np.hypot(dx[:-1], dy[:-1]) * np.hypot(dx[1:], dy[1:])
+    return np.where(norm > 0, dot / np.maximum(norm, 1e-300), 0.0)

@@ -34,7 +34,7 @@ import numpy as np
 from anomalousnet.core.names import (CONFINED, DIRECTED, FREE, IMMOBILE, N_STATES, REQUIRED_PRED_COLUMNS,
                                      STATE_PROB_COLUMNS)
 from anomalousnet.core.trajectories import Trajectories, measured_points
-from anomalousnet.segments.msd import ANDI_NOISE, log_steps, msd_fit
+from anomalousnet.segments.msd import ANDI_NOISE, log_steps, msd_fit, turn_cosines
 from anomalousnet.segments.pooling import ALPHA_ERROR, LOGK_ERROR
 
 SEGMENT_COLUMNS = ("particle", "start", "end", "alpha", "K", "state")
@@ -55,6 +55,10 @@ class SegmentOptions:
     step_weight: multiplier of the signal's log10 squared-step column (when positions are
         given; 0: off). The networks smooth over a few frames; the raw steps place a change
         of K to the frame.
+    turn_weight: multiplier of the signal's column of turning cosines (the cosine of the
+        angle between a step and the next, :func:`anomalousnet.segments.msd.turn_cosines`;
+        0: off). Directed motion keeps its heading (cosine near 1 at any speed), subdiffusion
+        turns back (negative): a switch between them changes the step size little.
     refine: refine the networks' segment values by an MSD fit of the segment's positions
         (when given and the segment has at least ``min_fit_frames`` frames): K from the fit,
         alpha a blend ``w * fit + (1 - w) * network`` with ``w = n / (n + alpha_fit_frames)``
@@ -111,6 +115,7 @@ class SegmentOptions:
     weights: tuple[float, float, float] = (2.0, 1.0, 1.0)
     k_floor: float = 1e-3
     step_weight: float = 1.5
+    turn_weight: float = 0.0
     refine_radius: int = 3
     refine: bool = True
     min_fit_frames: int = 8
@@ -145,9 +150,9 @@ class SegmentOptions:
             raise ValueError(f"min_dwell must be >= 1 frame, got {self.min_dwell}")
         if self.refine_radius < 0:
             raise ValueError(f"refine_radius must be >= 0 frames, got {self.refine_radius}")
-        if self.step_weight < 0 or self.alpha_fit_frames < 0 or self.noise < 0:
-            raise ValueError(f"step_weight, alpha_fit_frames and noise must be >= 0, got {self.step_weight}, "
-                             f"{self.alpha_fit_frames}, {self.noise}")
+        if min(self.step_weight, self.turn_weight, self.alpha_fit_frames, self.noise) < 0:
+            raise ValueError(f"step_weight, turn_weight, alpha_fit_frames and noise must be >= 0, got "
+                             f"{self.step_weight}, {self.turn_weight}, {self.alpha_fit_frames}, {self.noise}")
         if len(self.alpha_error) != 2 or len(self.logk_error) != 2 or \
                 not all(v >= 0 for v in (*self.alpha_error, *self.logk_error)) or \
                 not self.alpha_error[0] + self.alpha_error[1] > 0 or not self.logk_error[0] + self.logk_error[1] > 0:
@@ -237,6 +242,11 @@ def detector_signal(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
         if observed is not None:
             steps = _nearest_measured(steps, observed[1:] & observed[:-1])
         columns.append(options.step_weight * np.r_[steps[0], steps])  # step i-1 -> i belongs to frame i
+    if x is not None and y is not None and options.turn_weight > 0 and len(a) > 2:
+        turns = turn_cosines(np.asarray(x, np.float64), np.asarray(y, np.float64))
+        if observed is not None:
+            turns = _nearest_measured(turns, observed[2:] & observed[1:-1] & observed[:-2])
+        columns.append(options.turn_weight * np.r_[turns[0], turns, turns[-1]])  # the turn at point i
     return np.column_stack(columns)
 
 
