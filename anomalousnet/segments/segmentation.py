@@ -58,7 +58,11 @@ class SegmentOptions:
     turn_weight: multiplier of the signal's column of turning cosines (the cosine of the
         angle between a step and the next, :func:`anomalousnet.segments.msd.turn_cosines`;
         0: off). Directed motion keeps its heading (cosine near 1 at any speed), subdiffusion
-        turns back (negative): a switch between them changes the step size little.
+        turns back (negative): a switch between them changes the step size little. Only on
+        tracks that show both: the cosine's running mean over ``turn_window`` frames above
+        ``turn_high`` somewhere and below ``turn_low`` elsewhere. Elsewhere the column's
+        noise, and in directed motion (fBm near alpha 2, long memory) its slow wander, would
+        only draw false change points (benchmarks/TUNING.md).
     refine: refine the networks' segment values by an MSD fit of the segment's positions
         (when given and the segment has at least ``min_fit_frames`` frames): K from the fit,
         alpha a blend ``w * fit + (1 - w) * network`` with ``w = n / (n + alpha_fit_frames)``
@@ -115,7 +119,10 @@ class SegmentOptions:
     weights: tuple[float, float, float] = (2.0, 1.0, 1.0)
     k_floor: float = 1e-3
     step_weight: float = 1.5
-    turn_weight: float = 0.0
+    turn_weight: float = 1.0
+    turn_window: int = 16
+    turn_high: float = 0.7
+    turn_low: float = -0.2
     refine_radius: int = 3
     refine: bool = True
     min_fit_frames: int = 8
@@ -150,6 +157,9 @@ class SegmentOptions:
             raise ValueError(f"min_dwell must be >= 1 frame, got {self.min_dwell}")
         if self.refine_radius < 0:
             raise ValueError(f"refine_radius must be >= 0 frames, got {self.refine_radius}")
+        if self.turn_window < 2 or not -1 <= self.turn_low < self.turn_high <= 1:
+            raise ValueError(f"turn_window must be >= 2 and -1 <= turn_low < turn_high <= 1, got "
+                             f"{self.turn_window}, {self.turn_low}, {self.turn_high}")
         if min(self.step_weight, self.turn_weight, self.alpha_fit_frames, self.noise) < 0:
             raise ValueError(f"step_weight, turn_weight, alpha_fit_frames and noise must be >= 0, got "
                              f"{self.step_weight}, {self.turn_weight}, {self.alpha_fit_frames}, {self.noise}")
@@ -242,12 +252,20 @@ def detector_signal(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
         if observed is not None:
             steps = _nearest_measured(steps, observed[1:] & observed[:-1])
         columns.append(options.step_weight * np.r_[steps[0], steps])  # step i-1 -> i belongs to frame i
-    if x is not None and y is not None and options.turn_weight > 0 and len(a) > 2:
+    if x is not None and y is not None and options.turn_weight > 0 and len(a) > options.turn_window + 2:
         turns = turn_cosines(np.asarray(x, np.float64), np.asarray(y, np.float64))
         if observed is not None:
             turns = _nearest_measured(turns, observed[2:] & observed[1:-1] & observed[:-2])
-        columns.append(options.turn_weight * np.r_[turns[0], turns, turns[-1]])  # the turn at point i
+        if switches_heading(turns, options):
+            columns.append(options.turn_weight * np.r_[turns[0], turns, turns[-1]])  # the turn at point i
     return np.column_stack(columns)
+
+
+def switches_heading(turns: np.ndarray, options: SegmentOptions) -> bool:
+    """Whether a track's turning cosines show both directed stretches (running mean over
+    ``turn_window`` above ``turn_high``) and subdiffusive ones (below ``turn_low``)."""
+    window = np.convolve(turns, np.ones(options.turn_window) / options.turn_window, mode="valid")
+    return bool(len(window)) and window.max() > options.turn_high and window.min() < options.turn_low
 
 
 def _nearest_measured(values: np.ndarray, measured: np.ndarray) -> np.ndarray:
