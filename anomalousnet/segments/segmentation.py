@@ -9,9 +9,11 @@ signal, change points (:class:`~anomalousnet.segments.detector.WindowL2`), per-s
   the state probabilities divided by sqrt(2) (or, without them, the smoothed state's
   one-hot: any switch of state is then a jump of 1), and, when the positions are given,
   ``step_weight`` x log10 of the squared step (the networks see a window of frames and blur
-  a change over a few of them; the raw steps place it, at the price of noise). A step that
-  touches a frame tracking interpolated is missing: it takes the nearest measured step's
-  value (an interpolated run of equal small steps would look like a slow segment).
+  a change over a few of them; the raw steps place it, at the price of noise), and on tracks
+  whose heading both persists and turns back, ``turn_weight`` x the cosine of each turn
+  (directed motion against subdiffusion). A step that touches a frame tracking interpolated
+  is missing: it takes the nearest measured step's value (an interpolated run of equal
+  small steps would look like a slow segment).
 * **Segment values**: alpha and K, the medians of the networks' values, refined on
   segments long enough by a time-averaged MSD fit of the positions (K from the fit; alpha
   blended, the fit's share growing with the segment's length); state, the argmax of the
@@ -233,11 +235,12 @@ def detector_signal(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
                     options: SegmentOptions = SegmentOptions(), probs: np.ndarray | None = None,
                     x: np.ndarray | None = None, y: np.ndarray | None = None,
                     observed: np.ndarray | None = None) -> np.ndarray:
-    """The (n_frames, 2 + N_STATES [+ 1]) signal the detector runs on (smoothed and weighted).
+    """The (n_frames, 2 + N_STATES [+ 1 [+ 1]]) signal the detector runs on (smoothed and weighted).
 
     State columns: the state probabilities ``probs`` (n, N_STATES) when given (a change of
     confidence is visible before the argmax flips), else the smoothed state's one-hot. With
-    positions ``x``, ``y`` and ``step_weight > 0``, a last column of log10 squared steps.
+    positions ``x``, ``y`` and ``step_weight > 0``, a column of log10 squared steps; with
+    ``turn_weight > 0`` on a track that :func:`switches_heading`, a last one of turning cosines.
     """
     a, logk, s = smooth(alpha, K, state, options)
     wa, wk, ws = options.weights
