@@ -62,9 +62,10 @@ class SegmentOptions:
         0: off). Directed motion keeps its heading (cosine near 1 at any speed), subdiffusion
         turns back (negative): a switch between them changes the step size little. Only on
         tracks that show both: the cosine's running mean over ``turn_window`` frames above
-        ``turn_high`` somewhere and below ``turn_low`` elsewhere. Elsewhere the column's
-        noise, and in directed motion (fBm near alpha 2, long memory) its slow wander, would
-        only draw false change points (benchmarks/TUNING.md).
+        ``turn_high`` somewhere and below ``turn_low`` elsewhere, where the steps' mean square
+        is above ``turn_motion`` x the 4 noise^2 of localisation noise alone (noise turns back
+        too). Elsewhere the column's noise, and in directed motion (fBm near alpha 2, long
+        memory) its slow wander, would only draw false change points (benchmarks/TUNING.md).
     refine: refine the networks' segment values by an MSD fit of the segment's positions
         (when given and the segment has at least ``min_fit_frames`` frames): K from the fit,
         alpha a blend ``w * fit + (1 - w) * network`` with ``w = n / (n + alpha_fit_frames)``
@@ -125,6 +126,7 @@ class SegmentOptions:
     turn_window: int = 16
     turn_high: float = 0.7
     turn_low: float = -0.2
+    turn_motion: float = 4.0
     refine_radius: int = 3
     refine: bool = True
     min_fit_frames: int = 8
@@ -159,9 +161,9 @@ class SegmentOptions:
             raise ValueError(f"min_dwell must be >= 1 frame, got {self.min_dwell}")
         if self.refine_radius < 0:
             raise ValueError(f"refine_radius must be >= 0 frames, got {self.refine_radius}")
-        if self.turn_window < 2 or not -1 <= self.turn_low < self.turn_high <= 1:
-            raise ValueError(f"turn_window must be >= 2 and -1 <= turn_low < turn_high <= 1, got "
-                             f"{self.turn_window}, {self.turn_low}, {self.turn_high}")
+        if self.turn_window < 2 or not -1 <= self.turn_low < self.turn_high <= 1 or self.turn_motion < 0:
+            raise ValueError(f"turn_window must be >= 2, -1 <= turn_low < turn_high <= 1 and turn_motion >= 0, "
+                             f"got {self.turn_window}, {self.turn_low}, {self.turn_high}, {self.turn_motion}")
         if min(self.step_weight, self.turn_weight, self.alpha_fit_frames, self.noise) < 0:
             raise ValueError(f"step_weight, turn_weight, alpha_fit_frames and noise must be >= 0, got "
                              f"{self.step_weight}, {self.turn_weight}, {self.alpha_fit_frames}, {self.noise}")
@@ -259,16 +261,23 @@ def detector_signal(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
         turns = turn_cosines(np.asarray(x, np.float64), np.asarray(y, np.float64))
         if observed is not None:
             turns = _nearest_measured(turns, observed[2:] & observed[1:-1] & observed[:-2])
-        if switches_heading(turns, options):
+        d2 = np.diff(np.asarray(x, np.float64)) ** 2 + np.diff(np.asarray(y, np.float64)) ** 2
+        if switches_heading(turns, (d2[:-1] + d2[1:]) / 2, options):
             columns.append(options.turn_weight * np.r_[turns[0], turns, turns[-1]])  # the turn at point i
     return np.column_stack(columns)
 
 
-def switches_heading(turns: np.ndarray, options: SegmentOptions) -> bool:
+def switches_heading(turns: np.ndarray, r2: np.ndarray, options: SegmentOptions) -> bool:
     """Whether a track's turning cosines show both directed stretches (running mean over
-    ``turn_window`` above ``turn_high``) and subdiffusive ones (below ``turn_low``)."""
-    window = np.convolve(turns, np.ones(options.turn_window) / options.turn_window, mode="valid")
-    return bool(len(window)) and window.max() > options.turn_high and window.min() < options.turn_low
+    ``turn_window`` above ``turn_high``) and subdiffusive ones (below ``turn_low``, with a
+    mean squared step ``r2`` of the turn's two steps above ``turn_motion`` x the 4 noise^2
+    that localisation noise alone gives: a particle held in place turns back too)."""
+    box = np.ones(options.turn_window) / options.turn_window
+    window = np.convolve(turns, box, mode="valid")
+    if not len(window) or window.max() <= options.turn_high:
+        return False
+    moving = np.convolve(r2, box, mode="valid") > options.turn_motion * 4 * options.noise ** 2
+    return bool(np.any((window < options.turn_low) & moving))
 
 
 def _nearest_measured(values: np.ndarray, measured: np.ndarray) -> np.ndarray:
