@@ -308,15 +308,15 @@ def test_turn_cosines_of_straight_reversing_and_square_paths():
     assert turn_cosines(np.array([0.0, 0, 1]), np.zeros(3)) == pytest.approx([0.0])  # no step: no heading
 
 
-def _two_state_directed(n_tracks, seed, directed_share):
+def _two_state_directed(n_tracks, seed, switching=True):
     """andi-datasets' two-state model between directed motion (alpha 1.95, K 0.1) and
     subdiffusion (alpha 0.6, K 0.05), as the benchmark's directed set draws it, with AnDi-2's
-    localisation noise; ``directed_share`` 1: directed motion only."""
+    localisation noise; ``switching`` False: directed motion only."""
     from andi_datasets.models_phenom import models_phenom
     from anomalousnet.simulation.seeding import seed_all
 
     seed_all(seed)
-    switch = 0.02 if directed_share < 1 else 0.0
+    switch = 0.02 if switching else 0.0
     xy, labels = models_phenom().multi_state(N=n_tracks, T=200, L=1000, Ds=np.array([[0.1, 0], [0.05, 0]]),
                                              alphas=np.array([[1.95, 0], [0.6, 0]]),
                                              M=np.array([[1 - switch, switch], [switch, 1 - switch]]))
@@ -347,14 +347,14 @@ def test_turning_column_finds_switches_between_directed_and_subdiffusive_motion(
     false change points (the column is off where the heading never turns back)."""
     on, off = cp.SegmentOptions(), cp.SegmentOptions(turn_weight=0.0)
     assert on.turn_weight > 0
-    xy, labels = _two_state_directed(30, 5, 0.5)
+    xy, labels = _two_state_directed(30, 5)
     hits_on, false_on, total = _scored(xy, labels, on)
     hits_off, _, _ = _scored(xy, labels, off)
     # the detector's default penalty is set for AnDi-2's Jaccard index: it finds few of
     # these switches (many dwells are under 20 frames), but twice as many with the column
     assert hits_on >= 2 * hits_off and hits_on >= hits_off + 0.1 * total and false_on <= 0.2 * hits_on, \
         (hits_on, hits_off, false_on, total)
-    xy, labels = _two_state_directed(30, 6, 1.0)
+    xy, labels = _two_state_directed(30, 6, switching=False)
     _, false_on, _ = _scored(xy, labels, on)
     _, false_off, _ = _scored(xy, labels, off)
     assert false_on <= false_off + 6, (false_on, false_off)  # at most one more per five tracks
