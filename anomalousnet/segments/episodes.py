@@ -44,6 +44,7 @@ import numpy as np
 
 from anomalousnet.core.names import IMMOBILE, N_STATES
 from anomalousnet.core.trajectories import Trajectories, measured_points
+from anomalousnet.segments.msd import squared_steps
 from anomalousnet.segments.pooling import k_clusters, segment_groups
 from anomalousnet.segments.segmentation import called_state, refined_values, with_track_noise
 
@@ -146,7 +147,7 @@ def add_episodes(traj: Trajectories, segments: Mapping[str, np.ndarray], options
     track_len = np.array([traj.lengths[row_of[p]] for p in segments["particle"].tolist()], np.int64)
     a_pt, b_pt = track_start + segments["start"], track_start + segments["end"]
     ok_pt = np.ones(len(x), bool) if measured is None else measured
-    r2_all = np.r_[(x[1:] - x[:-1]) ** 2 + (y[1:] - y[:-1]) ** 2, 0.0]   # step from point i to i + 1
+    r2_all = np.r_[squared_steps(x, y), 0.0]   # step from point i to i + 1
     ok_all = np.r_[ok_pt[1:] & ok_pt[:-1], False]
     # a segment's steps: from each of its frames but the last to the next
     r2_of = {i: r2_all[a:b - 1] for i, (a, b) in enumerate(zip(a_pt, b_pt))}

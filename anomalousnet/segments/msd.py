@@ -67,11 +67,15 @@ def msd_fit(x: np.ndarray, y: np.ndarray, max_lag: int = 10, noise: float = ANDI
     return alpha, K
 
 
+def squared_steps(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Squared frame-to-frame displacements (length n-1; entry i: point i to i + 1)."""
+    return np.diff(x) ** 2 + np.diff(y) ** 2
+
+
 def log_steps(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """log of squared frame-to-frame displacements (length n-1): a change of K or alpha
     shifts its mean, and its variance is the same for every K (pi^2/6 for 2D Gaussian steps)."""
-    d2 = np.diff(x) ** 2 + np.diff(y) ** 2
-    return np.log(d2 + 1e-12)
+    return np.log(squared_steps(x, y) + 1e-12)
 
 
 def turn_cosines(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ import numpy as np
 from anomalousnet.core.names import (CONFINED, DIRECTED, FREE, IMMOBILE, N_STATES, REQUIRED_PRED_COLUMNS,
                                      STATE_PROB_COLUMNS)
 from anomalousnet.core.trajectories import Trajectories, measured_points
-from anomalousnet.segments.msd import ANDI_NOISE, log_steps, msd_fit, turn_cosines
+from anomalousnet.segments.msd import ANDI_NOISE, log_steps, msd_fit, squared_steps, turn_cosines
 from anomalousnet.segments.pooling import ALPHA_ERROR, LOGK_ERROR
 
 SEGMENT_COLUMNS = ("particle", "start", "end", "alpha", "K", "state")
@@ -252,16 +252,19 @@ def detector_signal(alpha: np.ndarray, K: np.ndarray, state: np.ndarray,
         states = np.zeros((len(s), N_STATES))
         states[np.arange(len(s)), np.clip(s, 0, N_STATES - 1)] = ws / np.sqrt(2.0)
     columns = [wa * a, wk * logk, states]
-    if x is not None and y is not None and options.step_weight > 0 and len(a) > 1:
-        steps = log_steps(np.asarray(x, np.float64), np.asarray(y, np.float64)) / np.log(10.0)
+    positions = x is not None and y is not None
+    if positions:
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if positions and options.step_weight > 0 and len(a) > 1:
+        steps = log_steps(x, y) / np.log(10.0)
         if observed is not None:
             steps = _nearest_measured(steps, observed[1:] & observed[:-1])
         columns.append(options.step_weight * np.r_[steps[0], steps])  # step i-1 -> i belongs to frame i
-    if x is not None and y is not None and options.turn_weight > 0 and len(a) > options.turn_window + 2:
-        turns = turn_cosines(np.asarray(x, np.float64), np.asarray(y, np.float64))
+    if positions and options.turn_weight > 0 and len(a) > options.turn_window + 2:
+        turns = turn_cosines(x, y)
         if observed is not None:
             turns = _nearest_measured(turns, observed[2:] & observed[1:-1] & observed[:-2])
-        d2 = np.diff(np.asarray(x, np.float64)) ** 2 + np.diff(np.asarray(y, np.float64)) ** 2
+        d2 = squared_steps(x, y)
         if switches_heading(turns, (d2[:-1] + d2[1:]) / 2, options):
             columns.append(options.turn_weight * np.r_[turns[0], turns, turns[-1]])  # the turn at point i
     return np.column_stack(columns)
